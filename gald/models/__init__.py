@@ -1,0 +1,40 @@
+"""GALD models: backbones, Global Aggregation, Local Distribution, heads and segmentors."""
+
+from .backbones import BACKBONES, ResNetBackbone, build_backbone, resnet50, resnet101, tiny_resnet
+from .context import ASPP, GA_MODULES, CGNL2d, GlobalAggregation, NonLocal2d, PSPModule, build_ga, get_ga
+from .heads import ARRANGEMENTS, AuxHead, GALDBlock, GALDHead
+from .ld import LD_DOWNSAMPLING, LocalDistribution
+from .weights import load_model, load_state_dict_checked, read_checkpoint
+from .segmentor import MODELS, GALDNet, build_model, gald_resnet50, gald_resnet101, gald_tiny
+
+__all__ = [
+    "ARRANGEMENTS",
+    "ASPP",
+    "AuxHead",
+    "BACKBONES",
+    "CGNL2d",
+    "GALDBlock",
+    "GALDHead",
+    "GALDNet",
+    "GA_MODULES",
+    "GlobalAggregation",
+    "LD_DOWNSAMPLING",
+    "LocalDistribution",
+    "MODELS",
+    "NonLocal2d",
+    "PSPModule",
+    "ResNetBackbone",
+    "build_backbone",
+    "build_ga",
+    "build_model",
+    "gald_resnet101",
+    "gald_resnet50",
+    "gald_tiny",
+    "get_ga",
+    "load_model",
+    "load_state_dict_checked",
+    "read_checkpoint",
+    "resnet101",
+    "resnet50",
+    "tiny_resnet",
+]

@@ -1,0 +1,72 @@
+"""Loading weights with checks: strict keys and shapes, ``weights_only=True``, clear errors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["load_state_dict_checked", "read_checkpoint", "load_model"]
+
+
+def _first(items: list[str], n: int = 8) -> str:
+    return ", ".join(items[:n]) + (f" … (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], *, what: str = "model") -> None:
+    """``load_state_dict(strict=True)`` whose error lists the missing, unexpected and mis-shaped keys.
+
+    Raises:
+        RuntimeError: naming the first offending keys (and shapes) of each kind.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mis_shaped = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mis_shaped:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {_first(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
+        if mis_shaped:
+            parts.append(f"{len(mis_shaped)} keys with the wrong shape: {_first(mis_shaped)}")
+        raise RuntimeError(f"{what} checkpoint does not match the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``gald`` checkpoint (a plain dict) with ``weights_only=True`` on the CPU."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path!r}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(
+            f"{path!r} is not a gald checkpoint: expected a dict with 'model' (state dict) and 'config', got {keys}"
+        )
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Build the model a checkpoint's ``config`` describes and load its weights (strict).
+
+    Checkpoints are plain dicts ``{"model": state_dict, "config": {"model": {...}}, ...}``.
+    """
+    from .segmentor import build_model
+
+    ckpt = read_checkpoint(path)
+    config = ckpt.get("config", {})
+    model_cfg = config.get("model", config) if isinstance(config, dict) else None
+    if not isinstance(model_cfg, dict) or "arch" not in model_cfg:
+        raise ValueError(f"{os.fspath(path)!r} has no model config ('config' → 'model' → 'arch'); cannot rebuild it")
+    model = build_model({**model_cfg, "pretrained_backbone": None})  # weights come from the checkpoint
+    load_state_dict_checked(model, ckpt["model"], what=os.fspath(path))
+    return model.to(map_location)
