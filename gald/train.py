@@ -1,75 +1,434 @@
-"""``python -m gald.train`` — training entry point.
+"""``python -m gald.train`` — the paper's segmentation recipe, headless, on CPU or CUDA, 1 or N processes.
 
-The full training engine (embedded benchmark, configs, DDP, checkpoints, evaluation) is the
-subject of the segmentation-training issue. Until it lands, running this module performs a
-**model smoke run**: it builds the default CPU model (a slim Bottleneck ResNet, OS8, CGNL + LD with
-d = 8), overfits one fixed random batch with the paper's criterion (OHEM + 0.4 × aux CE) and SGD
-with poly decay, and reports the loss before and after, so a fresh install proves that the
-network, its gradients and the loss work end to end.
+With no arguments it trains the embedded default: a slim Bottleneck ResNet (OS 8) with CGNL + LD
+(d = 8) on the procedurally generated scene benchmark (128×256), then fine-tunes the stage
+classifiers on the frozen model (Sec. 4.3.1), evaluates, and writes to ``runs/<name>/``:
+``config.yaml``, ``train.log``, ``metrics.json``, ``curves.png``, ``last.pt`` (full training state,
+for ``--resume auto``) and ``model.pt`` (weights + config + metrics, what the other tools load).
+
+Examples::
+
+    python -m gald.train                                   # embedded default, CPU, minutes
+    python -m gald.train --config configs/gald-cgnl_r101-d8_cityscapes-769x769.yaml
+    torchrun --nproc_per_node=8 -m gald.train --config configs/gald-cgnl_r50-d8_cityscapes-769x769.yaml
+    python -m gald.train --ga nl --block ldga --iterations 200 --name quick
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import math
+import os
+import random
+import sys
 import time
 
+import numpy as np
 import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
+from gald.config import TrainConfig, add_config_arguments, config_from_args, model_config
+from gald.data.build import build_segmentation_data
+from gald.engine import checkpoint as ckpt
+from gald.engine import distributed as dist
 from gald.losses import build_criterion
-from gald.models import GA_MODULES, gald_tiny
-from gald.models.heads import ARRANGEMENTS
+from gald.metrics import SegmentationMetrics, format_table
+from gald.models import build_model, load_state_dict_checked
 
 log = logging.getLogger("gald.train")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="GALD training (currently: a model smoke run)", add_help=True)
-    parser.add_argument("--steps", type=int, default=30, help="optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--num-classes", type=int, default=8)
-    parser.add_argument("--ga", default="cgnl", choices=sorted(GA_MODULES))
-    parser.add_argument("--block", default="gald", choices=ARRANGEMENTS)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(
+        description="Train a GALD segmentation model. Every config key is also a flag (--key value).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_config_arguments(parser)
     return parser
 
 
-def main(args: argparse.Namespace) -> dict[str, float]:
-    torch.manual_seed(args.seed)
-    model = gald_tiny(num_classes=args.num_classes, ga=args.ga, block=args.block)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model smoke run: gald_tiny ga=%s block=%s, %.2f M parameters", args.ga, args.block, n_params / 1e6)
-    log.info("(the full training engine arrives with the segmentation-training issue)")
-    criterion = build_criterion(min_kept=args.height * args.width // 16)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
-    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=args.steps, power=0.9)
-    images = torch.randn(args.batch_size, 3, args.height, args.width)
-    # Labels: horizontal bands, so the batch is learnable.
-    rows = torch.arange(args.height).div(max(1, args.height // args.num_classes), rounding_mode="floor")
-    target = rows.clamp(max=args.num_classes - 1).view(1, -1, 1).expand(args.batch_size, -1, args.width).long()
-    model.train()
-    start = time.perf_counter()
-    first = last = float("nan")
-    for step in range(args.steps):
-        losses = criterion(model(images), target)
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"non-finite loss {losses['loss'].item()} at step {step}")
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Fix BatchNorm statistics and affine parameters (multi-stage training, appendix 6.1)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def train_step(
+    model: nn.Module,
+    criterion: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """One optimiser step; returns the detached losses. Raises on a non-finite loss."""
+    with autocast(cfg, device):
+        outputs = model(images)
+    losses = criterion({k: v.float() for k, v in outputs.items()}, targets)
+    loss = losses["loss"]
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            "non-finite loss: " + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.max_grad_norm:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return {k: v.item() for k, v in losses.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    metrics: dict[str, SegmentationMetrics],
+    device: torch.device,
+    cfg: TrainConfig,
+) -> dict[str, dict]:
+    """Whole-image evaluation of the final output and, if given, of the stage classifiers.
+
+    ``metrics`` maps an output name (``out``, ``logits_fcn``, ``logits_ga``) to its accumulator.
+    """
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    for m in metrics.values():
+        m.reset()
+    for batch in loader:
+        images, targets = batch[0].to(device), batch[1]
+        instances = batch[2] if len(batch) > 2 else None
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(cfg, device):
+            if set(metrics) == {"out"}:
+                outputs = net(images)
+            else:
+                outputs = net.inspect(images)
+        for name, m in metrics.items():
+            logits = outputs.get(name)
+            if logits is None:
+                continue
+            if logits.shape[-2:] != targets.shape[-2:]:
+                logits = nn.functional.interpolate(
+                    logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=net.align_corners
+                )
+            m.update(logits.argmax(1).cpu(), targets, instances)
+    results = {}
+    for name, m in metrics.items():
+        m.all_reduce()
+        results[name] = m.compute()
+    net.train(was_training)
+    return results
+
+
+def finetune_stage_classifiers(model: nn.Module, loader_iter, cfg: TrainConfig, device: torch.device) -> list[float]:
+    """Sec. 4.3.1: freeze the trained model, train only the 1×1 classifiers on ``F`` and ``F_GA``."""
+    net = unwrap(model)
+    heads = [h for h in (net.head.stage_fcn, net.head.stage_ga) if h is not None]
+    if not heads:
+        return []
+    for p in net.parameters():
+        p.requires_grad_(False)
+    params = [p for h in heads for p in h.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    net.eval()  # BatchNorm statistics stay those of the trained model
+    optimizer = torch.optim.SGD(params, lr=cfg.stage_lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=cfg.stage_iterations, power=0.9)
+    ce = nn.CrossEntropyLoss(ignore_index=cfg.ignore_index)
+    losses = []
+    for _ in tqdm(range(cfg.stage_iterations), desc="stage classifiers", disable=not dist.is_main(), leave=False):
+        images, targets = next(loader_iter)[:2]
+        images, targets = images.to(device), targets.to(device)
+        with torch.no_grad(), autocast(cfg, device):
+            t = net.inspect(images)
+        loss = 0.0
+        for name in ("logits_fcn", "logits_ga"):
+            if t[name] is None:
+                continue
+            head = net.head.stage_fcn if name == "logits_fcn" else net.head.stage_ga
+            feature = t["F"] if name == "logits_fcn" else t["F_GA"]
+            logits = head(feature.float().detach())
+            logits = nn.functional.interpolate(
+                logits, size=targets.shape[-2:], mode="bilinear", align_corners=net.align_corners
+            )
+            loss = loss + ce(logits, targets)
         optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        loss.backward()
+        if dist.world_size() > 1:
+            for p in params:
+                dist.all_reduce_sum(p.grad)
+                p.grad /= dist.world_size()
         optimizer.step()
         scheduler.step()
-        last = losses["loss"].item()
-        first = last if step == 0 else first
-        if step % 10 == 0 or step == args.steps - 1:
-            log.info("step %d/%d loss %.4f lr %.5f", step + 1, args.steps, last, scheduler.get_last_lr()[0])
-    elapsed = time.perf_counter() - start
-    log.info("smoke run done in %.1f s: loss %.4f -> %.4f", elapsed, first, last)
-    return {"first_loss": first, "last_loss": last, "seconds": elapsed}
+        losses.append(float(loss.detach()))
+    for p in net.parameters():
+        p.requires_grad_(True)
+    if cfg.freeze_bn:
+        freeze_batchnorm(net)
+    return losses
+
+
+def save_curves(history: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    steps = [h["step"] for h in history["train"]]
+    axes[0].plot(steps, [h["loss"] for h in history["train"]], label="loss")
+    axes[0].plot(steps, [h["loss_main"] for h in history["train"]], label="main (OHEM)")
+    if history["train"] and "loss_aux" in history["train"][0]:
+        axes[0].plot(steps, [h["loss_aux"] for h in history["train"]], label="aux (CE)")
+    axes[0].set(title="training loss", xlabel="iteration", ylabel="loss")
+    axes[0].legend()
+    val_steps = [h["step"] for h in history["val"]]
+    for key, label in (("mIoU", "mIoU"), ("small_mIoU", "small-pattern mIoU"), ("boundary_mIoU", "boundary mIoU")):
+        values = [h.get(key) for h in history["val"]]
+        if values and all(v is not None for v in values):
+            axes[1].plot(val_steps, values, marker="o", label=label)
+    axes[1].set(title="validation", xlabel="iteration", ylabel="%")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _checkpoint_state(model, optimizer, scheduler, scaler, step, cfg, history, best) -> dict:
+    return {
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": step,
+        "rng": ckpt.rng_state(),
+        "config": {"train": cfg.to_dict(), "model": unwrap(model).config},
+        "history": history,
+        "best": best,
+        "format_version": 1,
+    }
+
+
+def _setup_logging(run_dir: str) -> None:
+    """Log ``gald.*`` to stdout (once per process) and to ``run_dir/train.log`` (per run)."""
+    root = logging.getLogger("gald")
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    if not any(getattr(h, "_gald_stream", False) for h in root.handlers):
+        stream = logging.StreamHandler(sys.stdout)
+        stream.setFormatter(fmt)
+        stream._gald_stream = True  # type: ignore[attr-defined]
+        root.addHandler(stream)
+    for h in [h for h in root.handlers if getattr(h, "_gald_run", False)]:
+        root.removeHandler(h)
+        h.close()
+    os.makedirs(run_dir, exist_ok=True)
+    fh = logging.FileHandler(os.path.join(run_dir, "train.log"))
+    fh.setFormatter(fmt)
+    fh._gald_run = True  # type: ignore[attr-defined]
+    root.addHandler(fh)
+
+
+def main(cfg: TrainConfig) -> dict:
+    """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
+    device = resolve_device(cfg.device)
+    distributed = dist.init_distributed(device)
+    world = dist.world_size()
+    if cfg.batch_size % world:
+        raise ValueError(f"global batch_size {cfg.batch_size} is not divisible by the world size {world}")
+    run_dir = cfg.run_dir
+    if dist.is_main():
+        _setup_logging(run_dir)
+        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    seed_everything(cfg.seed + dist.rank())
+
+    data = build_segmentation_data(cfg, rank=dist.rank(), world_size=world)
+    model = build_model(model_config(cfg, data.num_classes))
+    if cfg.init_from:
+        state = ckpt.load_checkpoint(cfg.init_from)
+        load_state_dict_checked(model, state.get("model", state), what=cfg.init_from)
+        log.info("initialised weights from %s (fresh optimiser and schedule)", cfg.init_from)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model = dist.maybe_sync_batchnorm(model, device, cfg.sync_bn)
+    if cfg.freeze_bn:
+        freeze_batchnorm(model)
+    for stage in (model.head.stage_fcn, model.head.stage_ga):
+        if stage is not None:  # trained after the main run, on the frozen model (Sec. 4.3.1)
+            stage.requires_grad_(False)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "model %s ga=%s block=%s ld=%s d=%d mode=%s: %.3f M parameters; data %s: %d train / %d val images",
+        cfg.arch, cfg.ga, cfg.block, cfg.ld_downsample, cfg.d, cfg.mode, n_params / 1e6, cfg.dataset,
+        len(data.train_set), len(data.val_set),
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=cfg.iterations, power=cfg.poly_power)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    criterion = build_criterion(
+        ohem=cfg.ohem, thresh=cfg.ohem_thresh, min_kept=cfg.ohem_min_kept, aux_weight=cfg.aux_weight,
+        ignore_index=cfg.ignore_index,
+    )
+    history: dict = {"train": [], "val": []}
+    best = {"mIoU": -1.0, "step": 0}
+    start = 0
+    last_path = os.path.join(run_dir, "last.pt")
+    resume = last_path if cfg.resume == "auto" and os.path.isfile(last_path) else cfg.resume
+    if resume and resume != "auto":
+        state = ckpt.load_checkpoint(resume)
+        load_state_dict_checked(model, state["model"], what=resume)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        start, history, best = state["step"], state["history"], state["best"]
+        log.info("resumed from %s at step %d", resume, start)
+    if distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    metrics = {"out": data.make_metrics()}
+    evaluate_stages = {"out": data.make_metrics()}
+    net = unwrap(model)
+    if net.head.stage_fcn is not None:
+        evaluate_stages["logits_fcn"] = data.make_metrics()
+    if net.head.stage_ga is not None:
+        evaluate_stages["logits_ga"] = data.make_metrics()
+
+    end = min(cfg.iterations, cfg.stop_at) if cfg.stop_at else cfg.iterations
+    batches = data.train_batches(start_step=start)
+    model.train()
+    if cfg.freeze_bn:
+        freeze_batchnorm(net)
+    t0 = time.perf_counter()
+    running: dict[str, float] = {}
+    running_n = 0
+    bar = tqdm(range(start, end), desc="train", disable=not dist.is_main(), initial=start, total=cfg.iterations)
+    for step in bar:
+        images, targets = next(batches)
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        try:
+            losses = train_step(model, criterion, images, targets, optimizer, scaler, cfg, device)
+        except FloatingPointError as err:
+            raise FloatingPointError(
+                f"stopping at step {step + 1}: {err}; lr={scheduler.get_last_lr()[0]:.3g}. "
+                f"The last good checkpoint ({last_path}) was left untouched."
+            ) from None
+        scheduler.step()
+        for k, v in losses.items():
+            running[k] = running.get(k, 0.0) + v
+        running_n += 1
+        done = step + 1
+        if done % cfg.log_interval == 0 or done == end:
+            avg = {k: v / running_n for k, v in running.items()}
+            running, running_n = {}, 0
+            history["train"].append({"step": done, "lr": scheduler.get_last_lr()[0], **avg})
+            bar.set_postfix(loss=f"{avg['loss']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            log.debug("step %d loss %.4f", done, avg["loss"])
+        if done % cfg.eval_interval == 0 and done < cfg.iterations:
+            res = evaluate(model, data.val_loader, metrics, device, cfg)["out"]
+            history["val"].append({"step": done, **{k: res.get(k) for k in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")}})
+            log.info("step %d/%d: val mIoU %.2f (small %.2f, boundary %.2f)", done, cfg.iterations,
+                     res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
+            if res["mIoU"] > best["mIoU"]:
+                best = {"mIoU": res["mIoU"], "step": done}
+        if (done % cfg.checkpoint_interval == 0 or done == end) and dist.is_main():
+            ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, done, cfg, history, best), last_path)
+    bar.close()
+    train_seconds = time.perf_counter() - t0
+    if end < cfg.iterations:
+        log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, cfg.iterations)
+        dist.cleanup()
+        return {"stopped_at": end}
+
+    stage_losses = finetune_stage_classifiers(model, data.train_batches(start_step=cfg.iterations), cfg, device)
+    results = evaluate(model, data.val_loader, evaluate_stages, device, cfg)
+    final = results["out"]
+    history["val"].append({"step": cfg.iterations, **{k: final.get(k) for k in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")}})
+    summary = {
+        "name": cfg.name,
+        "iterations": cfg.iterations,
+        "train_seconds": round(train_seconds, 1),
+        "parameters": n_params,
+        "final": final,
+        "stages": {name: results[name] for name in results if name != "out"},
+        "stage_finetune_loss": stage_losses[-1] if stage_losses else None,
+        "device": str(device),
+        "world_size": world,
+        "torch": torch.__version__,
+    }
+    if dist.is_main():
+        log.info("\n%s", format_table(final, title=f"{cfg.name}: validation ({len(data.val_set)} images)"))
+        for name, res in summary["stages"].items():
+            log.info("stage classifier %s: mIoU %.2f (small %.2f, boundary %.2f)", name, res["mIoU"],
+                     res.get("small_mIoU", math.nan), res["boundary_mIoU"])
+        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        save_curves(history, os.path.join(run_dir, "curves.png"))
+        ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, cfg.iterations, cfg, history, best), last_path)
+        model_state = {
+            "model": {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in unwrap(model).state_dict().items()},
+            "config": {"train": cfg.to_dict(), "model": unwrap(model).config},
+            "classes": data.class_names,
+            "palette": data.palette,
+            "metrics": {k: final[k] for k in ("mIoU", "pixel_acc", "boundary_mIoU") if k in final},
+            "format_version": 1,
+        }
+        ckpt.save_checkpoint(model_state, os.path.join(run_dir, "model.pt"))
+        log.info("wrote %s (model.pt, last.pt, metrics.json, curves.png) in %.1f s of training", run_dir, train_seconds)
+    dist.cleanup()
+    return summary
+
+
+def cli(argv: list[str] | None = None) -> dict:
+    args = get_args_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    return main(cfg)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    main(get_args_parser().parse_args())
+    cli()

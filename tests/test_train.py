@@ -1,7 +1,191 @@
+"""The training engine end to end on tiny settings: resume, NaN handling, stage classifiers, AMP, DDP."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
 from gald import train
+from gald.config import TrainConfig, model_config
+from gald.engine.checkpoint import load_checkpoint
+from gald.losses import build_criterion
+from gald.models import build_model, load_model
+
+TINY = dict(
+    num_train=8, num_val=4, crop_size=[48, 64], depths=[1, 1, 1, 1], widths=[8, 8, 16, 16],
+    head_channels=16, aux_channels=16, batch_size=2, ohem_min_kept=200, log_interval=1,
+    eval_interval=4, checkpoint_interval=2, stage_iterations=3, eval_batch_size=4,
+)
 
 
-def test_smoke_run_loss_falls():
-    args = train.get_args_parser().parse_args(["--steps", "12", "--height", "48", "--width", "64"])
-    result = train.main(args)
-    assert result["last_loss"] < 0.9 * result["first_loss"]
+def _cfg(tmp_path, **kw) -> TrainConfig:
+    return TrainConfig(output_dir=str(tmp_path), **{**TINY, **kw})
+
+
+def test_default_run_writes_everything(tmp_path):
+    summary = train.main(_cfg(tmp_path, name="run", iterations=6))
+    run = tmp_path / "run"
+    for name in ("config.yaml", "train.log", "metrics.json", "curves.png", "last.pt", "model.pt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["stages"]) == {"logits_fcn", "logits_ga"}
+    for key in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU", "instance_recall_by_area"):
+        assert key in metrics["final"], key
+    assert summary["final"]["mIoU"] == metrics["final"]["mIoU"]
+    model = load_model(run / "model.pt").eval()
+    assert model(torch.randn(1, 3, 48, 64))["out"].shape == (1, 9, 48, 64)
+
+
+def test_stage_classifiers_are_finetuned_on_a_frozen_model(tmp_path):
+    train.main(_cfg(tmp_path, name="run", iterations=2, stage_iterations=4))
+    before = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    # last.pt is written after the stage fine-tuning too; compare against a run without it
+    train.main(_cfg(tmp_path, name="none", iterations=2, stage_iterations=0))
+    without = load_checkpoint(tmp_path / "none" / "model.pt")["model"]
+    changed = {k for k in without if not torch.equal(without[k], before[k])}
+    assert changed and all(k.startswith(("head.stage_fcn", "head.stage_ga")) for k in changed)
+
+
+def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
+    train.main(_cfg(tmp_path, name="straight", iterations=6))
+    first = train.main(_cfg(tmp_path, name="resumed", iterations=6, stop_at=3))
+    assert first == {"stopped_at": 3}
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 3
+    train.main(_cfg(tmp_path, name="resumed", iterations=6, resume="auto"))
+    a = load_checkpoint(tmp_path / "straight" / "model.pt")["model"]
+    b = load_checkpoint(tmp_path / "resumed" / "model.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = build_criterion
+
+    def poisoned(**kw):
+        crit = real(**kw)
+        forward = crit.forward
+
+        def nan_at_five(outputs, target):
+            calls["n"] += 1
+            losses = forward(outputs, target)
+            if calls["n"] == 5:
+                losses["loss"] = losses["loss"] * float("nan")
+            return losses
+
+        crit.forward = nan_at_five
+        return crit
+
+    monkeypatch.setattr(train, "build_criterion", poisoned)
+    with pytest.raises(FloatingPointError) as err:
+        train.main(_cfg(tmp_path, name="nan", iterations=8))
+    msg = str(err.value)
+    assert "step 5" in msg and "lr=" in msg and "nan" in msg
+    state = load_checkpoint(tmp_path / "nan" / "last.pt")
+    assert state["step"] == 4
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("amp,channels_last", [("bf16", True), ("bf16", False), ("none", True)])
+def test_bf16_autocast_and_channels_last_on_cpu(tmp_path, amp, channels_last):
+    summary = train.main(_cfg(tmp_path, name=f"{amp}-{channels_last}", iterations=2, amp=amp, channels_last=channels_last))
+    assert summary["final"]["mIoU"] >= 0
+
+
+def test_freeze_bn_keeps_statistics_and_affine(tmp_path):
+    cfg = _cfg(tmp_path, name="frozen", iterations=2, freeze_bn=True, stage_iterations=0)
+    init = build_model(model_config(cfg, 9)).state_dict()
+    train.main(cfg)
+    state = load_checkpoint(tmp_path / "frozen" / "model.pt")["model"]
+    bn = [k for k in state if k.endswith(("running_mean", "running_var")) or (".bn" in k and k.endswith(("weight", "bias")))]
+    assert bn
+    for k in bn:
+        assert torch.equal(state[k], init[k]), k
+
+
+def test_init_from_loads_weights_with_a_fresh_schedule(tmp_path):
+    train.main(_cfg(tmp_path, name="stage1", iterations=2))
+    summary = train.main(_cfg(tmp_path, name="stage2", iterations=2, init_from=str(tmp_path / "stage1" / "model.pt")))
+    assert summary["iterations"] == 2
+    log = (tmp_path / "stage2" / "train.log").read_text()
+    assert "initialised weights from" in log
+
+
+def test_cli_rejects_unknown_flags():
+    with pytest.raises(SystemExit):
+        train.cli(["--learning-rate", "1"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DDP_WORKER = r"""
+import os, sys, torch
+from torch.nn.parallel import DistributedDataParallel
+from gald.engine import distributed as dist
+from gald.models import gald_tiny
+dist.init_distributed(torch.device("cpu"))
+rank = dist.rank()
+torch.manual_seed(0)
+model = gald_tiny(num_classes=3, widths=(8, 8, 16, 16), head_channels=16, aux=False).eval()
+model = DistributedDataParallel(model)
+x = torch.load(sys.argv[1])
+images, targets = x["images"][rank:rank + 1], x["targets"][rank:rank + 1]
+loss = torch.nn.functional.cross_entropy(model(images)["out"], targets)
+loss.backward()
+if rank == 0:
+    torch.save({n: p.grad for n, p in model.module.named_parameters() if p.grad is not None}, sys.argv[2])
+dist.cleanup()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_ddp_gradients_equal_a_single_process_step_on_the_concatenated_batch(tmp_path):
+    torch.manual_seed(1)
+    data = {"images": torch.randn(2, 3, 40, 48), "targets": torch.randint(0, 3, (2, 40, 48))}
+    torch.save(data, tmp_path / "batch.pt")
+    (tmp_path / "worker.py").write_text(DDP_WORKER)
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(tmp_path / "worker.py"), str(tmp_path / "batch.pt"), str(tmp_path / "grads.pt")],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+        )
+        for r in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=100) == 0
+    ddp_grads = torch.load(tmp_path / "grads.pt")
+
+    from gald.models import gald_tiny
+
+    torch.manual_seed(0)
+    model = gald_tiny(num_classes=3, widths=(8, 8, 16, 16), head_channels=16, aux=False).eval()
+    torch.nn.functional.cross_entropy(model(data["images"])["out"], data["targets"]).backward()
+    single = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert single.keys() == ddp_grads.keys() and len(single) > 10
+    for n in single:
+        torch.testing.assert_close(ddp_grads[n], single[n], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.timeout(180)
+def test_torchrun_two_processes_trains_end_to_end(tmp_path):
+    args = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+        "-m", "gald.train", "--output-dir", str(tmp_path), "--name", "ddp", "--iterations", "2",
+        "--num-train", "8", "--num-val", "4", "--crop-size", "48", "64", "--depths", "1", "1", "1", "1",
+        "--widths", "8", "8", "16", "16", "--head-channels", "16", "--aux-channels", "16", "--batch-size", "4",
+        "--ohem-min-kept", "200", "--stage-iterations", "1", "--eval-batch-size", "2",
+    ]
+    result = subprocess.run(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=170)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2

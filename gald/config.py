@@ -1,0 +1,177 @@
+"""Training configuration: one flat dataclass, flat YAML files, CLI overrides.
+
+Precedence: dataclass defaults (the embedded CPU default) < ``--config file.yaml`` < ``--key value``
+flags. Unknown keys, in a file or on the command line, are errors that list the valid keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+__all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args", "model_config"]
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of ``python -m gald.train``; the defaults are the embedded CPU benchmark run."""
+
+    # experiment
+    name: str = "gald-cgnl_tiny-d8_synthetic-128x256"
+    output_dir: str = "runs"
+    seed: int = 0
+    # data
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    num_train: int = 400
+    num_val: int = 100
+    data_seed: int = 0
+    crop_size: list[int] = field(default_factory=lambda: [128, 256])
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    flip: bool = True
+    workers: int = 0
+    # model (see gald.models.build_model)
+    arch: str = "gald_tiny"
+    ga: str = "cgnl"
+    block: str = "gald"
+    ld_downsample: str = "dwconv"
+    d: int = 8
+    ga_downsample: bool = True
+    output_stride: int = 8
+    mode: str = "paper"
+    depths: list[int] = field(default_factory=lambda: [1, 1, 2, 1])
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 96])
+    head_channels: int = 64
+    aux_channels: int = 64
+    stage_classifiers: bool = True
+    pretrained_backbone: str | None = None
+    # optimisation (paper: SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9)
+    batch_size: int = 8
+    iterations: int = 900
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    max_grad_norm: float | None = None
+    # loss (paper: OHEM 0.7, min_kept per image, aux 0.4)
+    ohem: bool = True
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 5000
+    aux_weight: float = 0.4
+    ignore_index: int = 255
+    # stage classifiers (Sec. 4.3.1, Fig. 5): fine-tuned on the frozen model at the end
+    stage_iterations: int = 150
+    stage_lr: float = 0.01
+    # engine
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    sync_bn: bool = True
+    freeze_bn: bool = False
+    log_interval: int = 25
+    eval_interval: int = 300
+    checkpoint_interval: int = 300
+    eval_batch_size: int = 8
+    resume: str | None = None
+    init_from: str | None = None
+    stop_at: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
+        if len(self.crop_size) != 2:
+            raise ValueError(f"crop_size needs [height, width], got {self.crop_size}")
+        if self.iterations < 1 or self.batch_size < 1:
+            raise ValueError("iterations and batch_size must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.output_dir, self.name)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_keys(keys: typing.Iterable[str], source: str) -> None:
+    unknown = sorted(set(keys) - set(_FIELDS))
+    if unknown:
+        raise KeyError(f"unknown config key(s) {unknown} in {source}; valid keys: {sorted(_FIELDS)}")
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then a flat YAML file, then keyword overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{os.fspath(path)!r} must hold a flat mapping of config keys")
+        _check_keys(data, os.fspath(path))
+        values.update(data)
+    _check_keys(overrides, "overrides")
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _parse_optional(kind):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    return parse
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and one ``--key`` flag per config field (default: not given)."""
+    parser.add_argument("--config", default=None, help="flat YAML file in configs/")
+    hints = typing.get_type_hints(TrainConfig)
+    for name in _FIELDS:
+        hint = hints[name]
+        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = typing.get_args(hint) if is_union else (hint,)
+        optional = type(None) in args
+        base = next(a for a in args if a is not type(None))
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name}
+        if typing.get_origin(base) is list:
+            kwargs.update(nargs="+", type=typing.get_args(base)[0])
+        elif base is bool:
+            kwargs.update(type=_parse_bool, metavar="{true,false}")
+        else:
+            kwargs.update(type=_parse_optional(base) if optional else base)
+        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {k: v for k, v in vars(args).items() if k in _FIELDS}
+    return load_config(getattr(args, "config", None), **values)
+
+
+def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
+    """The ``build_model`` config of a training config."""
+    model = {
+        "arch": cfg.arch, "num_classes": num_classes, "ga": cfg.ga, "block": cfg.block,
+        "ld_downsample": cfg.ld_downsample, "d": cfg.d, "ga_downsample": cfg.ga_downsample,
+        "output_stride": cfg.output_stride, "mode": cfg.mode, "stage_classifiers": cfg.stage_classifiers,
+        "head_channels": cfg.head_channels, "aux_channels": cfg.aux_channels,
+        "pretrained_backbone": cfg.pretrained_backbone,
+    }
+    if cfg.arch == "gald_tiny":
+        model.update(depths=tuple(cfg.depths), widths=tuple(cfg.widths))
+    return model

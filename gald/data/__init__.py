@@ -1,0 +1,90 @@
+"""Datasets and joint transforms: the synthetic benchmark, the Cityscapes layout reader.
+
+``DATASETS`` maps a config's dataset name to its class; an unknown name raises ``KeyError``
+listing the valid ones (see :func:`get_dataset`).
+"""
+
+from .cityscapes import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    LABEL_TO_TRAIN,
+    TRAIN_TO_LABEL,
+    CityscapesSegmentation,
+    CorruptImageError,
+)
+from .synthetic import (
+    CLASSES,
+    CONTEXT_CLASSES,
+    IGNORE_INDEX,
+    LABEL_IDS,
+    LARGE_CLASSES,
+    NUM_CLASSES,
+    PALETTE,
+    SMALL_CLASSES,
+    THING_CLASSES,
+    Scene,
+    SyntheticScenes,
+    colorize,
+    export_cityscapes_layout,
+    make_scene,
+    synthetic_label_map,
+)
+from .transforms import (
+    BGR_MEAN,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Compose,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomScale,
+    ToTensorNormalize,
+    eval_transforms,
+    train_transforms,
+)
+
+DATASETS = {"synthetic": SyntheticScenes, "cityscapes": CityscapesSegmentation}
+
+
+def get_dataset(name: str) -> type:
+    """The dataset class registered as ``name`` in :data:`DATASETS`."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}") from None
+
+
+__all__ = [
+    "BGR_MEAN",
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_PALETTE",
+    "CLASSES",
+    "CONTEXT_CLASSES",
+    "CityscapesSegmentation",
+    "Compose",
+    "CorruptImageError",
+    "DATASETS",
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LABEL_IDS",
+    "LABEL_TO_TRAIN",
+    "LARGE_CLASSES",
+    "NUM_CLASSES",
+    "PALETTE",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RandomScale",
+    "SMALL_CLASSES",
+    "Scene",
+    "SyntheticScenes",
+    "THING_CLASSES",
+    "TRAIN_TO_LABEL",
+    "ToTensorNormalize",
+    "colorize",
+    "eval_transforms",
+    "export_cityscapes_layout",
+    "get_dataset",
+    "make_scene",
+    "synthetic_label_map",
+    "train_transforms",
+]

@@ -1,0 +1,224 @@
+"""From a training config to datasets, a step-indexed training stream and a validation loader.
+
+The training stream is a pure function of ``(seed, step)``: the order of images comes from a
+per-epoch permutation seeded by ``(seed, epoch)`` and every sample's augmentation from a generator
+seeded by ``(seed, step, position)``. So a run resumed at step ``s`` sees exactly the batches an
+uninterrupted run sees from step ``s`` on, with any number of loader workers, and every DDP rank
+takes its own slice of the same global batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from gald.metrics import SegmentationMetrics
+
+from . import synthetic
+from .cityscapes import CorruptImageError, CityscapesSegmentation
+from .synthetic import SyntheticScenes, synthetic_label_map
+from .transforms import eval_transforms, train_transforms
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SegmentationData", "build_segmentation_data", "StepBatchSampler"]
+
+
+class StepBatchSampler(Sampler):
+    """Yields, for each step from ``start_step`` on, this rank's ``(index, sample_seed)`` pairs.
+
+    Args:
+        num_items: dataset length.
+        global_batch: images per step over all ranks.
+        rank: this process's rank.
+        world_size: number of processes.
+        seed: stream seed.
+        start_step: first step to yield.
+    """
+
+    def __init__(self, num_items: int, global_batch: int, *, rank: int, world_size: int, seed: int, start_step: int = 0) -> None:
+        if num_items < 1:
+            raise ValueError("cannot train on an empty dataset")
+        self.n = num_items
+        self.batch = global_batch
+        self.per_rank = global_batch // world_size
+        self.rank = rank
+        self.seed = seed
+        self.start_step = start_step
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, epoch, 7]).permutation(self.n)}
+        return self._perms[epoch]
+
+    def batch_at(self, step: int) -> list[tuple[int, int]]:
+        lo = step * self.batch + self.rank * self.per_rank
+        out = []
+        for pos in range(lo, lo + self.per_rank):
+            epoch, offset = divmod(pos, self.n)
+            out.append((int(self._perm(epoch)[offset]), int(np.random.SeedSequence([self.seed, step, pos]).generate_state(1)[0])))
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
+        while True:
+            yield self.batch_at(step)
+            step += 1
+
+
+class _Augmented(Dataset):
+    """Applies a joint transform with a per-sample generator; a corrupt image yields ``None``."""
+
+    def __init__(self, base: Dataset, transform) -> None:
+        self.base = base
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, sample_seed = key
+        try:
+            image, label = self.base.load(index)
+        except CorruptImageError as err:
+            log.warning("skipping corrupt image %s: %s", err.path, err)
+            return None
+        return self.transform(image, label, np.random.default_rng(sample_seed))
+
+
+def _collate_skipping(batch):
+    kept = [b for b in batch if b is not None]
+    skipped = len(batch) - len(kept)
+    if not kept:
+        return None, None, skipped
+    images, targets = torch.utils.data.default_collate(kept)
+    return images, targets, skipped
+
+
+class _Cached(Dataset):
+    """Keeps every decoded ``load(i)`` in memory (the synthetic benchmark is ~100 kB per image)."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+        self._items: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._items:
+            self._items[i] = self.base.load(i)
+        return self._items[i]
+
+
+class _WithInstances(Dataset):
+    """Synthetic validation items with their instance maps (for the per-instance size metric)."""
+
+    def __init__(self, base: SyntheticScenes) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        scene = self.base.scene(i)
+        image, label = self.base.transform(scene.image, scene.label)
+        return image, label, torch.from_numpy(scene.instances.astype(np.int64))
+
+
+@dataclass
+class SegmentationData:
+    """Everything the training loop needs from the data side."""
+
+    train_set: Dataset
+    val_set: Dataset
+    val_loader: DataLoader
+    num_classes: int
+    class_names: list[str]
+    palette: list[tuple[int, int, int]] | None
+    sampler: StepBatchSampler
+    train_transform: object
+    workers: int = 0
+    ignore_index: int = 255
+    small_classes: tuple[int, ...] = ()
+    large_classes: tuple[int, ...] = ()
+    skipped: int = field(default=0)
+
+    def train_batches(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """An endless stream of ``(images, targets)`` batches for this rank, from ``start_step`` on.
+
+        Corrupt images are skipped and counted in :attr:`skipped`; a batch left empty is replaced
+        by the next one.
+        """
+        sampler = StepBatchSampler(
+            self.sampler.n, self.sampler.batch, rank=self.sampler.rank,
+            world_size=self.sampler.batch // self.sampler.per_rank, seed=self.sampler.seed, start_step=start_step,
+        )
+        loader = DataLoader(
+            _Augmented(self.train_set, self.train_transform),
+            batch_sampler=sampler,
+            num_workers=self.workers,
+            collate_fn=_collate_skipping,
+            persistent_workers=self.workers > 0,
+            # its own generator, so creating the loader leaves the global torch RNG untouched
+            generator=torch.Generator().manual_seed(self.sampler.seed),
+        )
+        for images, targets, skipped in loader:
+            self.skipped += skipped
+            if images is not None:
+                yield images, targets
+
+    def make_metrics(self) -> SegmentationMetrics:
+        return SegmentationMetrics(
+            self.num_classes,
+            class_names=self.class_names,
+            ignore_index=self.ignore_index,
+            small_classes=self.small_classes,
+            large_classes=self.large_classes,
+        )
+
+
+def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> SegmentationData:
+    """Datasets named by ``cfg.dataset``: ``"synthetic"`` (generated in memory), ``"cityscapes"``
+    (a Cityscapes-layout folder, 19 classes) or ``"synthetic_disk"`` (the synthetic benchmark
+    written by ``data_scripts/make_synthetic.py``, read through the Cityscapes loader)."""
+    crop = tuple(cfg.crop_size)
+    transform = train_transforms(
+        crop, tuple(cfg.scale_range), flip_p=0.5 if cfg.flip else 0.0, ignore_index=cfg.ignore_index
+    )
+    small: tuple[int, ...] = ()
+    large: tuple[int, ...] = ()
+    if cfg.dataset == "synthetic":
+        size = crop
+        train_set = SyntheticScenes(split="train", num_images=cfg.num_train, seed=cfg.data_seed, size=size)
+        val_set = SyntheticScenes(split="val", num_images=cfg.num_val, seed=cfg.data_seed, size=size)
+        names, palette, num_classes = list(synthetic.CLASSES), list(synthetic.PALETTE), synthetic.NUM_CLASSES
+        small, large = synthetic.SMALL_CLASSES, synthetic.LARGE_CLASSES
+        val_items: Dataset = _WithInstances(val_set)
+    elif cfg.dataset in ("cityscapes", "synthetic_disk"):
+        kwargs = {}
+        if cfg.dataset == "synthetic_disk":
+            kwargs = {"label_map": synthetic_label_map(), "classes": synthetic.CLASSES, "palette": synthetic.PALETTE}
+            small, large = synthetic.SMALL_CLASSES, synthetic.LARGE_CLASSES
+        train_set = CityscapesSegmentation(cfg.data_root, split="train", **kwargs)
+        val_set = CityscapesSegmentation(cfg.data_root, split="val", transform=eval_transforms(), **kwargs)
+        names, palette, num_classes = list(train_set.classes), train_set.palette, train_set.num_classes
+        val_items = val_set
+    else:
+        raise KeyError(f"unknown dataset {cfg.dataset!r}; valid names: ['cityscapes', 'synthetic', 'synthetic_disk']")
+    if world_size > 1:
+        # every rank evaluates its own shard; metrics are summed with all_reduce
+        val_items = torch.utils.data.Subset(val_items, list(range(rank, len(val_items), world_size)))
+    val_loader = DataLoader(val_items, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.workers)
+    sampler = StepBatchSampler(len(train_set), cfg.batch_size, rank=rank, world_size=world_size, seed=cfg.seed)
+    return SegmentationData(
+        train_set=_Cached(train_set) if cfg.dataset == "synthetic" else train_set, val_set=val_set, val_loader=val_loader, num_classes=num_classes,
+        class_names=names, palette=palette, sampler=sampler, train_transform=transform, workers=cfg.workers,
+        ignore_index=cfg.ignore_index, small_classes=tuple(small), large_classes=tuple(large),
+    )

@@ -1,0 +1,59 @@
+"""Process-group helpers for ``torchrun``: one process on CPU or GPU by default, DDP when launched
+with several. BatchNorm becomes SyncBatchNorm only on CUDA with world size > 1."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+__all__ = ["init_distributed", "world_size", "rank", "is_main", "maybe_sync_batchnorm", "all_reduce_sum", "cleanup"]
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); NCCL on CUDA, gloo on CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend)
+    log.info("process group: backend=%s rank=%d world_size=%d", backend, rank(), world_size())
+    return True
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def maybe_sync_batchnorm(model: nn.Module, device: torch.device, enabled: bool = True) -> nn.Module:
+    """Convert BatchNorm to SyncBatchNorm when it can run: CUDA and more than one process."""
+    if enabled and device.type == "cuda" and world_size() > 1:
+        log.info("converting BatchNorm to SyncBatchNorm (world size %d)", world_size())
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over processes in place (a no-op in one process)."""
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,68 @@
+import argparse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gald.config import TrainConfig, add_config_arguments, config_from_args, load_config, model_config
+from gald.models import build_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_defaults_are_the_embedded_benchmark():
+    cfg = TrainConfig()
+    assert cfg.dataset == "synthetic" and cfg.arch == "gald_tiny" and cfg.ga == "cgnl" and cfg.d == 8
+    assert cfg.crop_size == [128, 256] and cfg.output_stride == 8
+
+
+def test_file_then_cli_precedence(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"lr": 0.02, "ga": "nl", "crop_size": [64, 64]}))
+    cfg = _parse(["--config", str(path), "--ga", "psp", "--flip", "false", "--max-grad-norm", "none",
+                  "--widths", "8", "8", "16", "16", "--scale-range", "0.5", "2"])
+    assert cfg.widths == [8, 8, 16, 16] and cfg.scale_range == [0.5, 2.0]
+    assert cfg.lr == 0.02 and cfg.ga == "psp" and cfg.crop_size == [64, 64] and cfg.flip is False
+    assert cfg.max_grad_norm is None
+
+
+def test_unknown_key_in_file_lists_valid_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("learning_rate: 0.1\n")
+    with pytest.raises(KeyError) as err:
+        load_config(path)
+    assert "learning_rate" in str(err.value) and "'lr'" in str(err.value)
+
+
+def test_unknown_cli_flag_is_an_error():
+    with pytest.raises(SystemExit):
+        _parse(["--learning-rate", "0.1"])
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(amp="fp8")
+    with pytest.raises(ValueError, match="crop_size"):
+        TrainConfig(crop_size=[1, 2, 3])
+
+
+def test_model_config_builds():
+    cfg = TrainConfig(widths=[8, 16, 32, 64], head_channels=32)
+    model = build_model(model_config(cfg, num_classes=4))
+    assert model.head.classifier.out_channels == 4
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load_and_build(path):
+    cfg = load_config(path)
+    cfg2 = {**model_config(cfg, num_classes=19), "pretrained_backbone": None}  # never download in tests
+    import torch
+
+    with torch.device("meta"):
+        build_model(cfg2)
