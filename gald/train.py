@@ -253,6 +253,7 @@ def _setup_logging(run_dir: str) -> None:
     """Log ``gald.*`` to stdout (once per process) and to ``run_dir/train.log`` (per run)."""
     root = logging.getLogger("gald")
     root.setLevel(logging.INFO)
+    root.propagate = False  # this function installs the handlers; avoid duplicates via the root logger
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     if not any(getattr(h, "_gald_stream", False) for h in root.handlers):
         stream = logging.StreamHandler(sys.stdout)
