@@ -380,6 +380,8 @@ def main(cfg: TrainConfig) -> dict:
         if (done % cfg.checkpoint_interval == 0 or done == end) and dist.is_main():
             ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, done, cfg, history, best), last_path)
     bar.close()
+    if data.skipped:
+        log.warning("skipped %d corrupt training images (named in the warnings above)", data.skipped)
     train_seconds = time.perf_counter() - t0
     if end < cfg.iterations:
         log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, cfg.iterations)
@@ -398,6 +400,7 @@ def main(cfg: TrainConfig) -> dict:
         "final": final,
         "stages": {name: results[name] for name in results if name != "out"},
         "stage_finetune_loss": stage_losses[-1] if stage_losses else None,
+        "skipped_images": data.skipped,
         "device": str(device),
         "world_size": world,
         "torch": torch.__version__,

@@ -73,7 +73,11 @@ class StepBatchSampler(Sampler):
 
 
 class _Augmented(Dataset):
-    """Applies a joint transform with a per-sample generator; a corrupt image yields ``None``."""
+    """Applies a joint transform with a per-sample generator.
+
+    A corrupt image is logged, counted and replaced by the next readable one, so batches keep their
+    size (BatchNorm on pooled maps needs more than one sample).
+    """
 
     def __init__(self, base: Dataset, transform) -> None:
         self.base = base
@@ -84,21 +88,23 @@ class _Augmented(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         index, sample_seed = key
-        try:
-            image, label = self.base.load(index)
-        except CorruptImageError as err:
-            log.warning("skipping corrupt image %s: %s", err.path, err)
-            return None
-        return self.transform(image, label, np.random.default_rng(sample_seed))
+        skipped = 0
+        for attempt in range(len(self.base)):
+            try:
+                image, label = self.base.load((index + attempt) % len(self.base))
+                break
+            except CorruptImageError as err:
+                log.warning("skipping corrupt image %s", err)
+                skipped += 1
+        else:
+            raise CorruptImageError(f"every one of the {len(self.base)} training images is unreadable")
+        image, label = self.transform(image, label, np.random.default_rng(sample_seed))
+        return image, label, skipped
 
 
-def _collate_skipping(batch):
-    kept = [b for b in batch if b is not None]
-    skipped = len(batch) - len(kept)
-    if not kept:
-        return None, None, skipped
-    images, targets = torch.utils.data.default_collate(kept)
-    return images, targets, skipped
+def _collate_counting(batch):
+    images, targets, skipped = torch.utils.data.default_collate(batch)
+    return images, targets, int(skipped.sum())
 
 
 class _Cached(Dataset):
@@ -153,8 +159,7 @@ class SegmentationData:
     def train_batches(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """An endless stream of ``(images, targets)`` batches for this rank, from ``start_step`` on.
 
-        Corrupt images are skipped and counted in :attr:`skipped`; a batch left empty is replaced
-        by the next one.
+        Corrupt images are skipped (replaced by the next readable image) and counted in :attr:`skipped`.
         """
         sampler = StepBatchSampler(
             self.sampler.n, self.sampler.batch, rank=self.sampler.rank,
@@ -164,15 +169,14 @@ class SegmentationData:
             _Augmented(self.train_set, self.train_transform),
             batch_sampler=sampler,
             num_workers=self.workers,
-            collate_fn=_collate_skipping,
+            collate_fn=_collate_counting,
             persistent_workers=self.workers > 0,
             # its own generator, so creating the loader leaves the global torch RNG untouched
             generator=torch.Generator().manual_seed(self.sampler.seed),
         )
         for images, targets, skipped in loader:
             self.skipped += skipped
-            if images is not None:
-                yield images, targets
+            yield images, targets
 
     def make_metrics(self) -> SegmentationMetrics:
         return SegmentationMetrics(
