@@ -90,52 +90,42 @@ class GALDNet(nn.Module):
         return out
 
 
-def _gald(
-    backbone: ResNetBackbone,
-    *,
-    num_classes: int,
-    ga: str,
-    block: str,
-    ld_downsample: str,
-    d: int,
-    ga_downsample: bool,
-    mode: str,
-    aux: bool,
-    stage_classifiers: bool,
-    head_channels: int,
-    aux_channels: int,
-    norm_layer: NormLayer,
-    ga_kwargs: dict | None,
-    config: dict[str, Any],
-) -> GALDNet:
-    official = mode == "official"
-    ga_kwargs = dict(ga_kwargs or {})
-    if official and ga == "cgnl":
+def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwargs: Any) -> GALDNet:
+    """The body shared by the builders: ``args`` are the builder's arguments (its ``locals()``)."""
+    _check_mode(args["mode"])
+    config = {"arch": arch, **{k: v for k, v in args.items() if _plain(v)}}
+    official = args["mode"] == "official"
+    norm_layer = args["norm_layer"]
+    backbone = build_backbone(
+        backbone_name, output_stride=args["output_stride"], mode=args["mode"],
+        pretrained=args["pretrained_backbone"], norm_layer=norm_layer, **backbone_kwargs,
+    )
+    ga_kwargs = dict(args["ga_kwargs"] or {})
+    if official and args["ga"] == "cgnl":
         ga_kwargs.setdefault("norm_layer", None)  # the authors' GroupNorm(8)
-    in_channels = backbone.channels["layer4"]
     head = GALDHead(
-        in_channels,
-        head_channels,
-        num_classes,
-        stage_classifiers=stage_classifiers,
+        backbone.channels["layer4"],
+        args["head_channels"],
+        args["num_classes"],
+        stage_classifiers=args["stage_classifiers"],
         norm_layer=norm_layer,
-        arrangement=block,
-        ga=ga,
+        arrangement=args["block"],
+        ga=args["ga"],
         ga_kwargs=ga_kwargs,
-        ga_downsample=ga_downsample,
-        ld_downsample=ld_downsample,
-        d=d,
+        ga_downsample=args["ga_downsample"],
+        ld_downsample=args["ld_downsample"],
+        d=args["d"],
         padding=not official,
         bias=official,
         ld_last_activation=official,
         extra_residual=official,
         align_corners=official,
     )
-    aux_head = (
-        AuxHead(backbone.channels["layer3"], aux_channels, num_classes, bias=official, norm_layer=norm_layer)
-        if aux
-        else None
-    )
+    aux_head = None
+    if args["aux"]:
+        aux_head = AuxHead(
+            backbone.channels["layer3"], args["aux_channels"], args["num_classes"], bias=official, norm_layer=norm_layer
+        )
     model = GALDNet(backbone, head, aux_head, align_corners=official)
     model.config = config
     return model
@@ -190,17 +180,7 @@ def gald_resnet50(
         >>> model(torch.rand(1, 3, 97, 97))["out"].shape
         torch.Size([1, 19, 97, 97])
     """
-    _check_mode(mode)
-    config = {"arch": "gald_resnet50", **{k: v for k, v in locals().items() if _plain(v)}}
-    backbone = build_backbone(
-        "resnet50", output_stride=output_stride, mode=mode, pretrained=pretrained_backbone, norm_layer=norm_layer
-    )
-    return _gald(
-        backbone, num_classes=num_classes, ga=ga, block=block, ld_downsample=ld_downsample, d=d,
-        ga_downsample=ga_downsample, mode=mode, aux=aux, stage_classifiers=stage_classifiers,
-        head_channels=head_channels, aux_channels=aux_channels, norm_layer=norm_layer, ga_kwargs=ga_kwargs,
-        config=config,
-    )
+    return _build("gald_resnet50", "resnet50", locals())
 
 
 def gald_resnet101(
@@ -222,17 +202,7 @@ def gald_resnet101(
     ga_kwargs: dict | None = None,
 ) -> GALDNet:
     """GALD on a dilated ResNet-101; arguments as :func:`gald_resnet50`."""
-    _check_mode(mode)
-    config = {"arch": "gald_resnet101", **{k: v for k, v in locals().items() if _plain(v)}}
-    backbone = build_backbone(
-        "resnet101", output_stride=output_stride, mode=mode, pretrained=pretrained_backbone, norm_layer=norm_layer
-    )
-    return _gald(
-        backbone, num_classes=num_classes, ga=ga, block=block, ld_downsample=ld_downsample, d=d,
-        ga_downsample=ga_downsample, mode=mode, aux=aux, stage_classifiers=stage_classifiers,
-        head_channels=head_channels, aux_channels=aux_channels, norm_layer=norm_layer, ga_kwargs=ga_kwargs,
-        config=config,
-    )
+    return _build("gald_resnet101", "resnet101", locals())
 
 
 def gald_tiny(
@@ -257,18 +227,7 @@ def gald_tiny(
 ) -> GALDNet:
     """GALD on a slim Bottleneck ResNet for CPU work; ``depths``/``widths`` set the trunk, the
     other arguments are those of :func:`gald_resnet50`."""
-    _check_mode(mode)
-    config = {"arch": "gald_tiny", **{k: v for k, v in locals().items() if _plain(v)}}
-    backbone = build_backbone(
-        "tiny", depths=depths, widths=widths, output_stride=output_stride, mode=mode,
-        pretrained=pretrained_backbone, norm_layer=norm_layer,
-    )
-    return _gald(
-        backbone, num_classes=num_classes, ga=ga, block=block, ld_downsample=ld_downsample, d=d,
-        ga_downsample=ga_downsample, mode=mode, aux=aux, stage_classifiers=stage_classifiers,
-        head_channels=head_channels, aux_channels=aux_channels, norm_layer=norm_layer, ga_kwargs=ga_kwargs,
-        config=config,
-    )
+    return _build("gald_tiny", "tiny", locals(), depths=depths, widths=widths)
 
 
 def _plain(v: Any) -> bool:
