@@ -234,7 +234,7 @@ def save_curves(history: dict, path: str) -> None:
     plt.close(fig)
 
 
-def _checkpoint_state(model, optimizer, scheduler, scaler, step, cfg, history, best) -> dict:
+def _checkpoint_state(model, optimizer, scheduler, scaler, step, cfg, history) -> dict:
     return {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -244,7 +244,6 @@ def _checkpoint_state(model, optimizer, scheduler, scaler, step, cfg, history, b
         "rng": ckpt.rng_state(),
         "config": {"train": cfg.to_dict(), "model": unwrap(model).config},
         "history": history,
-        "best": best,
         "format_version": 1,
     }
 
@@ -314,7 +313,6 @@ def main(cfg: TrainConfig) -> dict:
         ignore_index=cfg.ignore_index,
     )
     history: dict = {"train": [], "val": []}
-    best = {"mIoU": -1.0, "step": 0}
     start = 0
     last_path = os.path.join(run_dir, "last.pt")
     resume = last_path if cfg.resume == "auto" and os.path.isfile(last_path) else cfg.resume
@@ -325,7 +323,7 @@ def main(cfg: TrainConfig) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
-        start, history, best = state["step"], state["history"], state["best"]
+        start, history = state["step"], state["history"]
         log.info("resumed from %s at step %d", resume, start)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -375,10 +373,8 @@ def main(cfg: TrainConfig) -> dict:
             history["val"].append({"step": done, **{k: res.get(k) for k in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")}})
             log.info("step %d/%d: val mIoU %.2f (small %.2f, boundary %.2f)", done, cfg.iterations,
                      res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
-            if res["mIoU"] > best["mIoU"]:
-                best = {"mIoU": res["mIoU"], "step": done}
         if (done % cfg.checkpoint_interval == 0 or done == end) and dist.is_main():
-            ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, done, cfg, history, best), last_path)
+            ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, done, cfg, history), last_path)
     bar.close()
     if data.skipped:
         log.warning("skipped %d corrupt training images (named in the warnings above)", data.skipped)
@@ -413,7 +409,7 @@ def main(cfg: TrainConfig) -> dict:
         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
             json.dump(summary, f, indent=2)
         save_curves(history, os.path.join(run_dir, "curves.png"))
-        ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, cfg.iterations, cfg, history, best), last_path)
+        ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, cfg.iterations, cfg, history), last_path)
         model_state = {
             "model": {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in unwrap(model).state_dict().items()},
             "config": {"train": cfg.to_dict(), "model": unwrap(model).config},

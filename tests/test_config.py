@@ -66,3 +66,17 @@ def test_shipped_configs_load_and_build(path):
 
     with torch.device("meta"):
         build_model(cfg2)
+
+
+def test_the_default_config_file_is_the_no_argument_run():
+    assert load_config(CONFIGS / "gald-cgnl_tiny-d8_synthetic-128x256.yaml") == TrainConfig()
+
+
+def test_cityscapes_recipes_follow_the_paper():
+    for depth in (50, 101):
+        cfg = load_config(CONFIGS / f"gald-cgnl_r{depth}-d8_cityscapes-769x769.yaml")
+        assert (cfg.batch_size, cfg.crop_size, cfg.iterations, cfg.lr, cfg.momentum, cfg.weight_decay) == (
+            8, [769, 769], 50000, 0.01, 0.9, 0.0005)
+        assert (cfg.poly_power, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept, cfg.aux_weight, cfg.sync_bn) == (
+            0.9, True, 0.7, 100000, 0.4, True)
+        assert cfg.arch == f"gald_resnet{depth}" and cfg.scale_range == [0.5, 2.0]
