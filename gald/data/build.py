@@ -48,6 +48,7 @@ class StepBatchSampler(Sampler):
         self.batch = global_batch
         self.per_rank = global_batch // world_size
         self.rank = rank
+        self.world_size = world_size
         self.seed = seed
         self.start_step = start_step
         self._perms: dict[int, np.ndarray] = {}
@@ -161,10 +162,8 @@ class SegmentationData:
 
         Corrupt images are skipped (replaced by the next readable image) and counted in :attr:`skipped`.
         """
-        sampler = StepBatchSampler(
-            self.sampler.n, self.sampler.batch, rank=self.sampler.rank,
-            world_size=self.sampler.batch // self.sampler.per_rank, seed=self.sampler.seed, start_step=start_step,
-        )
+        s = self.sampler
+        sampler = StepBatchSampler(s.n, s.batch, rank=s.rank, world_size=s.world_size, seed=s.seed, start_step=start_step)
         loader = DataLoader(
             _Augmented(self.train_set, self.train_transform),
             batch_sampler=sampler,
