@@ -1,0 +1,159 @@
+"""Convert the authors' GALD-Net weights (github.com/lxtGH/GALD-Net) to ``gald`` official mode, and back.
+
+The authors' ``libs/models/GALDNet.py`` and ``gald`` in ``mode="official"`` are the same network;
+only the names of the head's modules differ (the backbone keys are identical up to a ``backbone.``
+prefix). The mapping is a short list of renames, applied in one direction or the other.
+
+Command line::
+
+    python -m gald.convert_official GALD_res101_city.pth gald_r101_official.pt --arch gald_resnet101
+
+The output is a ``gald`` checkpoint (``{"model", "config", "classes", ...}``) that
+``gald.models.load_model`` and ``python -m gald.evaluate`` read; the input is never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+
+import torch
+
+from gald.engine.checkpoint import save_checkpoint
+from gald.models import MODELS, load_state_dict_checked
+
+log = logging.getLogger("gald.convert_official")
+
+__all__ = ["official_to_gald", "gald_to_official", "load_official", "convert"]
+
+# (authors' key pattern, gald replacement); the first matching rule wins.
+_RULES = [
+    (r"^head\.conva\.", "head.conva."),
+    (r"^head\.convb\.", "head.convb."),
+    (r"^head\.a2block\.down\.", "head.block.ga.down."),
+    (r"^head\.a2block\.long_relation\.gn\.", "head.block.ga.ga.norm."),
+    (r"^head\.a2block\.long_relation\.", "head.block.ga.ga."),
+    (r"^head\.a2block\.local_attention\.dconv1\.", "head.block.ld.convs.0."),
+    (r"^head\.a2block\.local_attention\.dconv2\.", "head.block.ld.convs.1."),
+    (r"^head\.a2block\.local_attention\.dconv3\.", "head.block.ld.convs.2."),
+    (r"^head\.bottleneck\.([01])\.", r"head.fuse.\1."),
+    (r"^head\.bottleneck\.3\.", "head.classifier."),
+    (r"^dsn\.([01])\.", r"aux_head.0.\1."),
+    (r"^dsn\.4\.", "aux_head.2."),
+    (r"^(conv1|bn1|layer[1-4])\.", r"backbone.\1."),
+]
+_INVERSE = [
+    (r"^head\.block\.ga\.down\.", "head.a2block.down."),
+    (r"^head\.block\.ga\.ga\.norm\.", "head.a2block.long_relation.gn."),
+    (r"^head\.block\.ga\.ga\.", "head.a2block.long_relation."),
+    (r"^head\.block\.ld\.convs\.0\.", "head.a2block.local_attention.dconv1."),
+    (r"^head\.block\.ld\.convs\.1\.", "head.a2block.local_attention.dconv2."),
+    (r"^head\.block\.ld\.convs\.2\.", "head.a2block.local_attention.dconv3."),
+    (r"^head\.fuse\.([01])\.", r"head.bottleneck.\1."),
+    (r"^head\.classifier\.", "head.bottleneck.3."),
+    (r"^head\.(conva|convb)\.", r"head.\1."),
+    (r"^aux_head\.0\.([01])\.", r"dsn.\1."),
+    (r"^aux_head\.2\.", "dsn.4."),
+    (r"^backbone\.", ""),
+]
+
+
+def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]], what: str) -> dict[str, torch.Tensor]:
+    out, unknown = {}, []
+    for key, value in state.items():
+        for pattern, repl in rules:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                out[new] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise KeyError(f"{len(unknown)} {what} keys have no counterpart: {', '.join(unknown[:8])}")
+    return out
+
+
+def official_to_gald(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an authors' GALD-Net state dict to ``gald`` official-mode keys.
+
+    A ``module.`` prefix (DDP) and a ``state_dict``/``model`` wrapper are removed first.
+    """
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return _rename(state, _RULES, "GALD-Net")
+
+
+def gald_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a ``gald`` official-mode state dict to the authors' keys (stage classifiers excluded)."""
+    state = {k: v for k, v in state.items() if not k.startswith(("head.stage_fcn", "head.stage_ga"))}
+    return _rename(state, _INVERSE, "gald")
+
+
+def _num_classes(state: dict[str, torch.Tensor]) -> int:
+    if "head.classifier.weight" not in state:
+        raise KeyError("not a GALD-Net state dict: no classifier 'head.bottleneck.3.weight'")
+    return int(state["head.classifier.weight"].shape[0])
+
+
+def load_official(path: str | os.PathLike, *, arch: str = "gald_resnet101") -> torch.nn.Module:
+    """Build ``arch`` in official mode and load the authors' weights from ``path`` (strict).
+
+    The class count comes from the checkpoint; a wrong depth or class count is an error that names
+    the first mismatching keys and shapes.
+    """
+    if arch not in ("gald_resnet50", "gald_resnet101"):
+        raise KeyError(f"official GALD-Net weights exist for gald_resnet50 and gald_resnet101, not {arch!r}")
+    raw = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{os.fspath(path)!r} is not a state dict (got {type(raw).__name__})")
+    state = official_to_gald(raw)
+    aux = any(k.startswith("aux_head.") for k in state)
+    model = MODELS[arch](num_classes=_num_classes(state), mode="official", aux=aux)
+    load_state_dict_checked(model, state, what=os.fspath(path))
+    return model
+
+
+def convert(src: str, dst: str, *, arch: str, force: bool = False) -> str:
+    """Write a ``gald`` checkpoint converted from the authors' weights; never overwrites ``src``."""
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise ValueError("the output path equals the input path; the converter never overwrites its input")
+    if os.path.exists(dst) and not force:
+        raise FileExistsError(f"{dst} exists; pass --force to replace it")
+    model = load_official(src, arch=arch)
+    from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+
+    nc = model.head.classifier.out_channels
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "config": {"model": model.config},
+            "classes": list(CITYSCAPES_CLASSES) if nc == 19 else [f"class_{i}" for i in range(nc)],
+            "palette": [list(c) for c in CITYSCAPES_PALETTE] if nc == 19 else None,
+            "source": {"official_checkpoint": os.path.basename(src), "repository": "lxtGH/GALD-Net"},
+            "format_version": 1,
+        },
+        dst,
+    )
+    log.info("converted %s (%s, %d classes) -> %s", src, arch, nc, dst)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Convert the authors' GALD-Net weights to a gald checkpoint.")
+    parser.add_argument("src", help="the authors' .pth state dict")
+    parser.add_argument("dst", help="gald checkpoint to write")
+    parser.add_argument("--arch", default="gald_resnet101", choices=["gald_resnet50", "gald_resnet101"])
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
+    args = parser.parse_args(argv)
+    convert(args.src, args.dst, arch=args.arch, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    sys.exit(main())

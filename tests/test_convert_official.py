@@ -1,0 +1,75 @@
+"""The authors' key layout (a recorded fixture) maps onto gald official mode, both ways."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gald.convert_official import convert, gald_to_official, load_official, main, official_to_gald
+from gald.models import gald_resnet50, load_model
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "official_gald_res50_keys.json").read_text())["keys"]
+
+
+def _official_state():
+    """Random tensors with exactly the authors' key names and shapes."""
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for k, shape in FIXTURE.items():
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.randint(0, 5, shape, generator=g)
+        elif k.endswith("running_var"):
+            state[k] = torch.rand(shape, generator=g) + 0.5
+        else:
+            state[k] = torch.randn(shape, generator=g) * 0.05
+    return state
+
+
+def test_gald_to_official_reproduces_the_authors_keys_and_shapes():
+    with torch.device("meta"):
+        model = gald_resnet50(num_classes=19, mode="official")
+    mapped = gald_to_official(model.state_dict())
+    assert {k: list(v.shape) for k, v in mapped.items()} == FIXTURE
+
+
+def test_official_to_gald_loads_strictly_and_round_trips(tmp_path):
+    state = _official_state()
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "official.pth")
+    model = load_official(tmp_path / "official.pth", arch="gald_resnet50")
+    back = gald_to_official(model.state_dict())
+    assert back.keys() == state.keys()
+    for k in state:
+        assert torch.equal(back[k], state[k]), k
+    assert model.head.classifier.out_channels == 19
+
+
+def test_converter_cli_writes_a_loadable_checkpoint_and_never_overwrites(tmp_path):
+    torch.save(_official_state(), tmp_path / "official.pth")
+    assert main([str(tmp_path / "official.pth"), str(tmp_path / "gald.pt"), "--arch", "gald_resnet50"]) == 0
+    model = load_model(tmp_path / "gald.pt").eval()
+    ref = load_official(tmp_path / "official.pth", arch="gald_resnet50").eval()
+    x = torch.randn(1, 3, 129, 129)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)["out"], ref(x)["out"])
+    with pytest.raises(ValueError, match="never overwrites"):
+        convert(str(tmp_path / "official.pth"), str(tmp_path / "official.pth"), arch="gald_resnet50")
+    with pytest.raises(FileExistsError, match="--force"):
+        convert(str(tmp_path / "official.pth"), str(tmp_path / "gald.pt"), arch="gald_resnet50")
+
+
+def test_wrong_depth_names_the_mismatching_keys(tmp_path):
+    torch.save(_official_state(), tmp_path / "r50.pth")
+    with pytest.raises(RuntimeError, match="missing keys: backbone.layer3.6"):
+        load_official(tmp_path / "r50.pth", arch="gald_resnet101")
+
+
+def test_wrong_class_count_and_foreign_state_dicts(tmp_path):
+    state = _official_state()
+    state["head.bottleneck.3.weight"] = torch.randn(7, 512, 1, 1)  # bias still 19
+    torch.save(state, tmp_path / "mixed.pth")
+    with pytest.raises(RuntimeError, match="head.classifier.bias"):
+        load_official(tmp_path / "mixed.pth", arch="gald_resnet50")
+    torch.save({"fc.weight": torch.zeros(2)}, tmp_path / "foreign.pth")
+    with pytest.raises(KeyError, match="no counterpart: fc.weight"):
+        load_official(tmp_path / "foreign.pth", arch="gald_resnet50")
