@@ -35,9 +35,9 @@ $(STAMP_RUNTIME): pyproject.toml | $(STAMP_VENV)
 	$(PY) -m pip install -e '.'
 	touch $@
 
-# Editable install with the test/dev extra.
+# Editable install with the test/dev extras (the ONNX export test needs `export`).
 $(STAMP_DEV): pyproject.toml | $(STAMP_VENV)
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev,export]'
 	touch $@
 
 setup: $(STAMP_RUNTIME)
