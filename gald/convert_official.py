@@ -2,7 +2,7 @@
 
 The authors' ``libs/models/GALDNet.py`` and ``gald`` in ``mode="official"`` are the same network;
 only the names of the head's modules differ (the backbone keys are identical up to a ``backbone.``
-prefix). The mapping is a short list of renames, applied in one direction or the other.
+prefix). The mapping is one table of key prefixes, read in one direction or the other.
 
 Command line::
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 
 import torch
@@ -29,48 +28,35 @@ log = logging.getLogger("gald.convert_official")
 
 __all__ = ["official_to_gald", "gald_to_official", "load_official", "convert"]
 
-# (authors' key pattern, gald replacement); the first matching rule wins.
-_RULES = [
-    (r"^head\.conva\.", "head.conva."),
-    (r"^head\.convb\.", "head.convb."),
-    (r"^head\.a2block\.down\.", "head.block.ga.down."),
-    (r"^head\.a2block\.long_relation\.gn\.", "head.block.ga.ga.norm."),
-    (r"^head\.a2block\.long_relation\.", "head.block.ga.ga."),
-    (r"^head\.a2block\.local_attention\.dconv1\.", "head.block.ld.convs.0."),
-    (r"^head\.a2block\.local_attention\.dconv2\.", "head.block.ld.convs.1."),
-    (r"^head\.a2block\.local_attention\.dconv3\.", "head.block.ld.convs.2."),
-    (r"^head\.bottleneck\.([01])\.", r"head.fuse.\1."),
-    (r"^head\.bottleneck\.3\.", "head.classifier."),
-    (r"^dsn\.([01])\.", r"aux_head.0.\1."),
-    (r"^dsn\.4\.", "aux_head.2."),
-    (r"^(conv1|bn1|layer[1-4])\.", r"backbone.\1."),
-]
-_INVERSE = [
-    (r"^head\.block\.ga\.down\.", "head.a2block.down."),
-    (r"^head\.block\.ga\.ga\.norm\.", "head.a2block.long_relation.gn."),
-    (r"^head\.block\.ga\.ga\.", "head.a2block.long_relation."),
-    (r"^head\.block\.ld\.convs\.0\.", "head.a2block.local_attention.dconv1."),
-    (r"^head\.block\.ld\.convs\.1\.", "head.a2block.local_attention.dconv2."),
-    (r"^head\.block\.ld\.convs\.2\.", "head.a2block.local_attention.dconv3."),
-    (r"^head\.fuse\.([01])\.", r"head.bottleneck.\1."),
-    (r"^head\.classifier\.", "head.bottleneck.3."),
-    (r"^head\.(conva|convb)\.", r"head.\1."),
-    (r"^aux_head\.0\.([01])\.", r"dsn.\1."),
-    (r"^aux_head\.2\.", "dsn.4."),
-    (r"^backbone\.", ""),
+# (authors' key prefix, gald key prefix): one table for both directions; the longest prefix wins.
+PREFIXES = [
+    ("head.conva.", "head.conva."),
+    ("head.convb.", "head.convb."),
+    ("head.a2block.down.", "head.block.ga.down."),
+    ("head.a2block.long_relation.gn.", "head.block.ga.ga.norm."),
+    ("head.a2block.long_relation.", "head.block.ga.ga."),
+    ("head.a2block.local_attention.dconv1.", "head.block.ld.convs.0."),
+    ("head.a2block.local_attention.dconv2.", "head.block.ld.convs.1."),
+    ("head.a2block.local_attention.dconv3.", "head.block.ld.convs.2."),
+    ("head.bottleneck.0.", "head.fuse.0."),
+    ("head.bottleneck.1.", "head.fuse.1."),
+    ("head.bottleneck.3.", "head.classifier."),
+    ("dsn.0.", "aux_head.0.0."),
+    ("dsn.1.", "aux_head.0.1."),
+    ("dsn.4.", "aux_head.2."),
+    *((f"{name}.", f"backbone.{name}.") for name in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")),
 ]
 
 
-def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]], what: str) -> dict[str, torch.Tensor]:
+def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]], what: str) -> dict[str, torch.Tensor]:
+    pairs = sorted(pairs, key=lambda p: len(p[0]), reverse=True)
     out, unknown = {}, []
     for key, value in state.items():
-        for pattern, repl in rules:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                out[new] = value
-                break
-        else:
+        match = next(((old, new) for old, new in pairs if key.startswith(old)), None)
+        if match is None:
             unknown.append(key)
+        else:
+            out[match[1] + key[len(match[0]):]] = value
     if unknown:
         raise KeyError(f"{len(unknown)} {what} keys have no counterpart: {', '.join(unknown[:8])}")
     return out
@@ -85,13 +71,13 @@ def official_to_gald(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    return _rename(state, _RULES, "GALD-Net")
+    return _rename(state, PREFIXES, "GALD-Net")
 
 
 def gald_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a ``gald`` official-mode state dict to the authors' keys (stage classifiers excluded)."""
     state = {k: v for k, v in state.items() if not k.startswith(("head.stage_fcn", "head.stage_ga"))}
-    return _rename(state, _INVERSE, "gald")
+    return _rename(state, [(new, old) for old, new in PREFIXES], "gald")
 
 
 def _num_classes(state: dict[str, torch.Tensor]) -> int:
