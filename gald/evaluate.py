@@ -51,7 +51,7 @@ def evaluate_checkpoint(
     stages: bool = True,
 ) -> dict:
     """Evaluate ``checkpoint`` on the validation split of its training data (or the one given)."""
-    from gald.train import evaluate
+    from gald.train import evaluate, output_metrics
 
     ckpt = read_checkpoint(checkpoint)
     train_cfg = dict(ckpt.get("config", {}).get("train", {}))
@@ -61,11 +61,7 @@ def evaluate_checkpoint(
     cfg = TrainConfig(**train_cfg)
     data = build_segmentation_data(cfg)
     model = load_model(checkpoint).to(device).eval()
-    metrics = {"out": data.make_metrics()}
-    if stages and model.head.stage_fcn is not None:
-        metrics["logits_fcn"] = data.make_metrics()
-    if stages and model.head.stage_ga is not None:
-        metrics["logits_ga"] = data.make_metrics()
+    metrics = output_metrics(model, data, stages=stages)
     results = evaluate(model, data.val_loader, metrics, torch.device(device), cfg)
     return {"checkpoint": checkpoint, "dataset": cfg.dataset, "images": len(data.val_set), **results}
 

@@ -87,6 +87,18 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def output_metrics(model: nn.Module, data, *, stages: bool = True) -> dict[str, SegmentationMetrics]:
+    """One accumulator for the final output and, with ``stages``, one per stage classifier the model has."""
+    head = unwrap(model).head
+    names = ["out"]
+    if stages:
+        names += [name for name, clf in (("logits_fcn", head.stage_fcn), ("logits_ga", head.stage_ga)) if clf is not None]
+    return {name: data.make_metrics() for name in names}
+
+
+_CURVE_KEYS = ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")
+
+
 def train_step(
     model: nn.Module,
     criterion: nn.Module,
@@ -328,13 +340,9 @@ def main(cfg: TrainConfig) -> dict:
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    metrics = {"out": data.make_metrics()}
-    evaluate_stages = {"out": data.make_metrics()}
+    metrics = output_metrics(model, data, stages=False)
+    evaluate_stages = output_metrics(model, data)
     net = unwrap(model)
-    if net.head.stage_fcn is not None:
-        evaluate_stages["logits_fcn"] = data.make_metrics()
-    if net.head.stage_ga is not None:
-        evaluate_stages["logits_ga"] = data.make_metrics()
 
     end = min(cfg.iterations, cfg.stop_at) if cfg.stop_at else cfg.iterations
     batches = data.train_batches(start_step=start)
@@ -372,7 +380,7 @@ def main(cfg: TrainConfig) -> dict:
             log.debug("step %d loss %.4f", done, avg["loss"])
         if done % cfg.eval_interval == 0 and done < cfg.iterations:
             res = evaluate(model, data.val_loader, metrics, device, cfg)["out"]
-            history["val"].append({"step": done, **{k: res.get(k) for k in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")}})
+            history["val"].append({"step": done, **{k: res.get(k) for k in _CURVE_KEYS}})
             log.info("step %d/%d: val mIoU %.2f (small %.2f, boundary %.2f)", done, cfg.iterations,
                      res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
         if (done % cfg.checkpoint_interval == 0 or done == end) and dist.is_main():
@@ -389,7 +397,7 @@ def main(cfg: TrainConfig) -> dict:
     stage_losses = finetune_stage_classifiers(model, data.train_batches(start_step=cfg.iterations), cfg, device)
     results = evaluate(model, data.val_loader, evaluate_stages, device, cfg)
     final = results["out"]
-    history["val"].append({"step": cfg.iterations, **{k: final.get(k) for k in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")}})
+    history["val"].append({"step": cfg.iterations, **{k: final.get(k) for k in _CURVE_KEYS}})
     summary = {
         "name": cfg.name,
         "iterations": cfg.iterations,
@@ -413,7 +421,7 @@ def main(cfg: TrainConfig) -> dict:
         save_curves(history, os.path.join(run_dir, "curves.png"))
         ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, cfg.iterations, cfg, history), last_path)
         model_state = {
-            "model": {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in unwrap(model).state_dict().items()},
+            "model": unwrap(model).state_dict(),  # parameters stay fp32 under autocast
             "config": {"train": cfg.to_dict(), "model": unwrap(model).config},
             "classes": data.class_names,
             "palette": data.palette,
