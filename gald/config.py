@@ -30,6 +30,13 @@ class TrainConfig:
     # data
     dataset: str = "synthetic"
     data_root: str | None = None
+    # splits of the on-disk datasets: "+" joins several ("train+val"); a part may name its own
+    # Cityscapes annotation ("train+train_extra:coarse"); "all" is every image of a folder dataset
+    train_split: str = "train"
+    val_split: str = "val"
+    annotation: str = "fine"  # Cityscapes: fine (gtFine) | coarse (gtCoarse)
+    resize_short: int | None = None  # mapillary/folder: rescale each image's short side first
+    normalization: str = "imagenet"  # imagenet (torchvision mean/std) | bgr_mean (the authors' Caffe mean)
     num_train: int = 400
     num_val: int = 100
     data_seed: int = 0
@@ -86,6 +93,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
+        if self.annotation not in ("fine", "coarse"):
+            raise ValueError(f"annotation must be 'fine' or 'coarse', got {self.annotation!r}")
+        if self.normalization not in ("imagenet", "bgr_mean"):
+            raise ValueError(f"normalization must be 'imagenet' or 'bgr_mean', got {self.normalization!r}")
         if len(self.crop_size) != 2:
             raise ValueError(f"crop_size needs [height, width], got {self.crop_size}")
         if self.iterations < 1 or self.batch_size < 1:

@@ -121,6 +121,8 @@ def convert(src: str, dst: str, *, arch: str, force: bool = False) -> str:
             "classes": list(CITYSCAPES_CLASSES) if nc == 19 else [f"class_{i}" for i in range(nc)],
             "palette": [list(c) for c in CITYSCAPES_PALETTE] if nc == 19 else None,
             "source": {"official_checkpoint": os.path.basename(src), "repository": "lxtGH/GALD-Net"},
+            # the authors train and test on BGR images minus their per-channel mean (no std scaling)
+            "normalization": "bgr_mean",
             "format_version": 1,
         },
         dst,

@@ -21,7 +21,14 @@ from torch.nn import functional as F
 
 from gald.engine.distributed import all_reduce_sum
 
-__all__ = ["SegmentationMetrics", "confusion_matrix", "iou_from_confusion", "boundary_band", "format_table"]
+__all__ = [
+    "SegmentationMetrics",
+    "confusion_matrix",
+    "iou_from_confusion",
+    "boundary_band",
+    "format_table",
+    "format_class_row",
+]
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
@@ -191,3 +198,24 @@ def format_table(result: dict, title: str = "") -> str:
         rec = "   n/a" if r["recall"] is None else f"{r['recall']:6.2f}"
         lines.append(f"{'inst ' + name + ' px':<{width}}  {rec}  ({r['instances']} instances)")
     return "\n".join(lines)
+
+
+#: The column names of the paper's Tables 4 and 5 for the Cityscapes classes (train-id order).
+_PAPER_SHORT_NAMES = {
+    "sidewalk": "swalk", "building": "build", "traffic light": "tlight", "traffic sign": "sign",
+    "vegetation": "veg.", "motorcycle": "mbike", "bicycle": "bike",
+}  # fmt: skip
+
+
+def format_class_row(result: dict, method: str = "gald") -> str:
+    """A markdown table in the layout of the paper's Table 4: one column per class, then mIoU.
+
+    Classes come in the result's order (train-id order, which for Cityscapes is Table 4's order);
+    Cityscapes names are shortened as in the paper (``swalk``, ``tlight``, ``veg.``, ``mbike``, …).
+    """
+    names = [_PAPER_SHORT_NAMES.get(n, n) for n in result["per_class_iou"]]
+    values = ["n/a" if v is None else f"{v:.1f}" for v in result["per_class_iou"].values()]
+    header = "| Method | " + " | ".join(names) + " | mIoU |"
+    rule = "|" + "---|" * (len(names) + 2)
+    row = f"| {method} | " + " | ".join(values) + f" | {result['mIoU']:.1f} |"
+    return "\n".join([header, rule, row])

@@ -25,6 +25,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from gald.config import TrainConfig, add_config_arguments, config_from_args, mod
 from gald.data.build import build_segmentation_data
 from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
+from gald.inference import TestProtocol, infer
 from gald.losses import build_criterion
 from gald.metrics import SegmentationMetrics, format_table
 from gald.models import build_model, load_state_dict_checked
@@ -135,10 +137,16 @@ def evaluate(
     metrics: dict[str, SegmentationMetrics],
     device: torch.device,
     cfg: TrainConfig,
+    protocol: TestProtocol | None = None,
+    sink: Callable[[torch.Tensor], None] | None = None,
 ) -> dict[str, dict]:
-    """Whole-image evaluation of the final output and, if given, of the stage classifiers.
+    """Evaluate the final output and, if given, the stage classifiers under a test protocol.
 
-    ``metrics`` maps an output name (``out``, ``logits_fcn``, ``logits_ga``) to its accumulator.
+    Args:
+        metrics: output name (``out``, ``logits_fcn``, ``logits_ga``) → its accumulator.
+        protocol: whole image / sliding windows, scales, flip (default: whole image, one scale).
+        sink: called with each batch's final predictions (N, H, W), in loader order (e.g. to
+            write test-server files).
     """
     net = unwrap(model)
     was_training = net.training
@@ -151,19 +159,12 @@ def evaluate(
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(cfg, device):
-            if set(metrics) == {"out"}:
-                outputs = net(images)
-            else:
-                outputs = net.inspect(images)
+            scores = infer(net, images, protocol, keys=tuple(metrics))
         for name, m in metrics.items():
-            logits = outputs.get(name)
-            if logits is None:
-                continue
-            if logits.shape[-2:] != targets.shape[-2:]:
-                logits = nn.functional.interpolate(
-                    logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=net.align_corners
-                )
-            m.update(logits.argmax(1).cpu(), targets, instances)
+            pred = scores[name].argmax(1).cpu()
+            m.update(pred, targets, instances)
+            if name == "out" and sink is not None:
+                sink(pred)
     results = {}
     for name, m in metrics.items():
         m.all_reduce()
@@ -435,6 +436,17 @@ def main(cfg: TrainConfig) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tasks = [a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+             for i, a in enumerate(argv) if a == "--task" or a.startswith("--task=")]
+    argv = [a for i, a in enumerate(argv) if not (a == "--task" or a.startswith("--task=")
+                                                    or (i and argv[i - 1] == "--task"))]
+    if tasks and tasks[-1] not in ("segmentation", "detection"):
+        raise SystemExit(f"--task must be 'segmentation' (default) or 'detection', got {tasks[-1]!r}")
+    if tasks and tasks[-1] == "detection":  # Faster / Mask R-CNN: its own config and loop
+        from gald.train_detection import cli as detection_cli
+
+        return detection_cli(argv)
     args = get_args_parser().parse_args(argv)
     cfg = config_from_args(args)
     return main(cfg)

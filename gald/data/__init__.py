@@ -1,4 +1,4 @@
-"""Datasets and joint transforms: the synthetic benchmark, the Cityscapes layout reader.
+"""Datasets and joint transforms: the synthetic benchmark, Cityscapes, Mapillary Vistas, plain folders.
 
 ``DATASETS`` maps a config's dataset name to its class; an unknown name raises ``KeyError``
 listing the valid ones (see :func:`get_dataset`).
@@ -11,6 +11,14 @@ from .cityscapes import (
     TRAIN_TO_LABEL,
     CityscapesSegmentation,
     CorruptImageError,
+)
+from .folder import FolderSegmentation, read_class_file
+from .mapillary import (
+    MAPILLARY_CLASSES,
+    MAPILLARY_PALETTE,
+    MAPILLARY_TO_CITYSCAPES,
+    MapillaryVistas,
+    mapillary_train_ids,
 )
 from .synthetic import (
     CLASSES,
@@ -42,7 +50,12 @@ from .transforms import (
     train_transforms,
 )
 
-DATASETS = {"synthetic": SyntheticScenes, "cityscapes": CityscapesSegmentation}
+DATASETS = {
+    "synthetic": SyntheticScenes,
+    "cityscapes": CityscapesSegmentation,
+    "mapillary": MapillaryVistas,
+    "folder": FolderSegmentation,
+}
 
 
 def get_dataset(name: str) -> type:
@@ -61,6 +74,11 @@ __all__ = [
     "CONTEXT_CLASSES",
     "CityscapesSegmentation",
     "Compose",
+    "FolderSegmentation",
+    "MAPILLARY_CLASSES",
+    "MAPILLARY_PALETTE",
+    "MAPILLARY_TO_CITYSCAPES",
+    "MapillaryVistas",
     "CorruptImageError",
     "DATASETS",
     "IGNORE_INDEX",
@@ -85,6 +103,8 @@ __all__ = [
     "export_cityscapes_layout",
     "get_dataset",
     "make_scene",
+    "mapillary_train_ids",
+    "read_class_file",
     "synthetic_label_map",
     "train_transforms",
 ]

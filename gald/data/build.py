@@ -10,7 +10,7 @@ takes its own slice of the same global batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,12 +21,17 @@ from gald.metrics import SegmentationMetrics
 
 from . import synthetic
 from .cityscapes import CorruptImageError, CityscapesSegmentation
+from .folder import FolderSegmentation
+from .mapillary import MapillaryVistas
 from .synthetic import SyntheticScenes, synthetic_label_map
-from .transforms import eval_transforms, train_transforms
+from .transforms import ToTensorNormalize, eval_transforms, train_transforms
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SegmentationData", "build_segmentation_data", "StepBatchSampler"]
+__all__ = ["ConcatSegmentation", "DATASET_NAMES", "SegmentationData", "build_segmentation_data", "StepBatchSampler"]
+
+#: Dataset names a training config may use.
+DATASET_NAMES = ("cityscapes", "folder", "mapillary", "synthetic", "synthetic_disk")
 
 
 class StepBatchSampler(Sampler):
@@ -187,38 +192,135 @@ class SegmentationData:
         )
 
 
+class ConcatSegmentation(Dataset):
+    """Several readers of one label space read as one (``train_split: train+val``).
+
+    Args:
+        parts: datasets with ``load``, ``classes``, ``palette`` and ``num_classes`` (the first one's
+            are kept; the others must agree).
+
+    Shape:
+        ``ds[i]`` -> whatever the part holding item ``i`` returns
+    """
+
+    def __init__(self, parts: Sequence[Dataset]) -> None:
+        if not parts:
+            raise ValueError("ConcatSegmentation needs at least one dataset")
+        first = parts[0]
+        for part in parts[1:]:
+            if tuple(part.classes) != tuple(first.classes):
+                raise ValueError(f"cannot concatenate {part!r} with {first!r}: their class lists differ")
+        self.parts = list(parts)
+        self.classes, self.palette, self.num_classes = first.classes, first.palette, first.num_classes
+        self.label_map = getattr(first, "label_map", None)
+        self.files = [f for part in self.parts for f in getattr(part, "files", [])]
+        self._offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def _locate(self, i: int) -> tuple[Dataset, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        k = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        return self.parts[k], i - int(self._offsets[k])
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        part, j = self._locate(i)
+        return part.load(j)
+
+    def __getitem__(self, i: int):
+        part, j = self._locate(i)
+        return part[j]
+
+    def __repr__(self) -> str:
+        return f"ConcatSegmentation({self.parts!r})"
+
+
+def _split_parts(text: str, default_annotation: str) -> list[tuple[str, str]]:
+    """``"train+train_extra:coarse"`` → ``[("train", default), ("train_extra", "coarse")]``."""
+    parts = []
+    for item in text.split("+"):
+        name, _, annotation = item.strip().partition(":")
+        if not name:
+            raise ValueError(f"empty split name in {text!r}; write e.g. 'train' or 'train+val'")
+        annotation = annotation or default_annotation
+        if annotation not in ("fine", "coarse"):
+            raise ValueError(f"unknown annotation {annotation!r} in split {text!r}; valid: fine, coarse")
+        parts.append((name, annotation))
+    return parts
+
+
+def _on_disk(cfg, split: str, transform) -> Dataset:
+    """The reader(s) of ``cfg.dataset`` for a (possibly ``+``-joined) split."""
+    readers = []
+    for name, annotation in _split_parts(split, cfg.annotation):
+        if cfg.dataset == "cityscapes":
+            readers.append(CityscapesSegmentation(cfg.data_root, split=name, mode=annotation, transform=transform))
+        elif cfg.dataset == "synthetic_disk":
+            readers.append(CityscapesSegmentation(
+                cfg.data_root, split=name, mode=annotation, transform=transform, label_map=synthetic_label_map(),
+                classes=synthetic.CLASSES, palette=synthetic.PALETTE,
+            ))  # fmt: skip
+        elif cfg.dataset == "mapillary":
+            readers.append(MapillaryVistas(cfg.data_root, split=name, transform=transform, resize_short=cfg.resize_short))
+        else:  # folder
+            if cfg.data_root is None:
+                raise FileNotFoundError("dataset 'folder' needs data_root (the folder holding classes.json, images/, masks/)")
+            readers.append(FolderSegmentation(cfg.data_root, split=name, transform=transform, resize_short=cfg.resize_short))
+    return readers[0] if len(readers) == 1 else ConcatSegmentation(readers)
+
+
 def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> SegmentationData:
-    """Datasets named by ``cfg.dataset``: ``"synthetic"`` (generated in memory), ``"cityscapes"``
-    (a Cityscapes-layout folder, 19 classes) or ``"synthetic_disk"`` (the synthetic benchmark
-    written by ``data_scripts/make_synthetic.py``, read through the Cityscapes loader)."""
+    """Datasets named by ``cfg.dataset`` (one of :data:`DATASET_NAMES`).
+
+    * ``"synthetic"``: the embedded benchmark, generated in memory.
+    * ``"cityscapes"``: a Cityscapes-layout folder, 19 classes; ``cfg.train_split`` /
+      ``cfg.val_split`` choose the splits (``"train+val"`` concatenates) and ``cfg.annotation``
+      fine (gtFine) or coarse (gtCoarse), per part with ``"train+train_extra:coarse"``.
+    * ``"synthetic_disk"``: the synthetic benchmark written by ``data_scripts/make_synthetic.py``,
+      read through the Cityscapes loader.
+    * ``"mapillary"``: Mapillary Vistas v1.2 mapped to the 19 Cityscapes classes
+      (:mod:`gald.data.mapillary`), ``cfg.resize_short`` applied to every image.
+    * ``"folder"``: :class:`~gald.data.folder.FolderSegmentation` at ``cfg.data_root``.
+
+    ``cfg.normalization`` (``"imagenet"`` or ``"bgr_mean"``) picks the normalisation of both the
+    training and the validation transforms.
+    """
+    if cfg.dataset not in DATASET_NAMES:
+        raise KeyError(f"unknown dataset {cfg.dataset!r}; valid names: {sorted(DATASET_NAMES)}")
+    bgr = getattr(cfg, "normalization", "imagenet") == "bgr_mean"
     crop = tuple(cfg.crop_size)
     transform = train_transforms(
-        crop, tuple(cfg.scale_range), flip_p=0.5 if cfg.flip else 0.0, ignore_index=cfg.ignore_index
+        crop, tuple(cfg.scale_range), flip_p=0.5 if cfg.flip else 0.0, ignore_index=cfg.ignore_index, bgr_mean=bgr
     )
     small: tuple[int, ...] = ()
     large: tuple[int, ...] = ()
+    val_batch = cfg.eval_batch_size
     if cfg.dataset == "synthetic":
         size = crop
         train_set = SyntheticScenes(split="train", num_images=cfg.num_train, seed=cfg.data_seed, size=size)
-        val_set = SyntheticScenes(split="val", num_images=cfg.num_val, seed=cfg.data_seed, size=size)
+        val_set = SyntheticScenes(split="val", num_images=cfg.num_val, seed=cfg.data_seed, size=size, transform=ToTensorNormalize(bgr_mean=bgr))
         names, palette, num_classes = list(synthetic.CLASSES), list(synthetic.PALETTE), synthetic.NUM_CLASSES
         small, large = synthetic.SMALL_CLASSES, synthetic.LARGE_CLASSES
         val_items: Dataset = _WithInstances(val_set)
-    elif cfg.dataset in ("cityscapes", "synthetic_disk"):
-        kwargs = {}
-        if cfg.dataset == "synthetic_disk":
-            kwargs = {"label_map": synthetic_label_map(), "classes": synthetic.CLASSES, "palette": synthetic.PALETTE}
-            small, large = synthetic.SMALL_CLASSES, synthetic.LARGE_CLASSES
-        train_set = CityscapesSegmentation(cfg.data_root, split="train", **kwargs)
-        val_set = CityscapesSegmentation(cfg.data_root, split="val", transform=eval_transforms(), **kwargs)
-        names, palette, num_classes = list(train_set.classes), train_set.palette, train_set.num_classes
-        val_items = val_set
     else:
-        raise KeyError(f"unknown dataset {cfg.dataset!r}; valid names: ['cityscapes', 'synthetic', 'synthetic_disk']")
+        if cfg.dataset == "synthetic_disk":
+            small, large = synthetic.SMALL_CLASSES, synthetic.LARGE_CLASSES
+        train_set = _on_disk(cfg, cfg.train_split, None)
+        val_set = _on_disk(cfg, cfg.val_split, eval_transforms(bgr_mean=bgr))
+        names, palette, num_classes = list(train_set.classes), train_set.palette, train_set.num_classes
+        if tuple(val_set.classes) != tuple(train_set.classes):
+            raise ValueError(f"train split {cfg.train_split!r} and val split {cfg.val_split!r} have different classes")
+        val_items = val_set
+        if cfg.dataset in ("mapillary", "folder") and val_batch > 1:
+            # their images differ in size, and whole-image evaluation cannot stack them into one batch
+            log.info("%s: evaluating one image at a time (images differ in size)", cfg.dataset)
+            val_batch = 1
     if world_size > 1:
         # every rank evaluates its own shard; metrics are summed with all_reduce
         val_items = torch.utils.data.Subset(val_items, list(range(rank, len(val_items), world_size)))
-    val_loader = DataLoader(val_items, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.workers)
+    val_loader = DataLoader(val_items, batch_size=val_batch, shuffle=False, num_workers=cfg.workers)
     sampler = StepBatchSampler(len(train_set), cfg.batch_size, rank=rank, world_size=world_size, seed=cfg.seed)
     return SegmentationData(
         train_set=_Cached(train_set) if cfg.dataset == "synthetic" else train_set, val_set=val_set, val_loader=val_loader, num_classes=num_classes,
