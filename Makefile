@@ -35,9 +35,9 @@ $(STAMP_RUNTIME): pyproject.toml | $(STAMP_VENV)
 	$(PY) -m pip install -e '.'
 	touch $@
 
-# Editable install with the test/dev extras (the ONNX export test needs `export`).
+# Editable install with every extra: the tests cover export, the app, detection and the notebooks.
 $(STAMP_DEV): pyproject.toml | $(STAMP_VENV)
-	$(PY) -m pip install -e '.[dev,export]'
+	$(PY) -m pip install -e '.[all]'
 	touch $@
 
 setup: $(STAMP_RUNTIME)

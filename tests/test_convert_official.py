@@ -73,3 +73,18 @@ def test_wrong_class_count_and_foreign_state_dicts(tmp_path):
     torch.save({"fc.weight": torch.zeros(2)}, tmp_path / "foreign.pth")
     with pytest.raises(KeyError, match="no counterpart: fc.weight"):
         load_official(tmp_path / "foreign.pth", arch="gald_resnet50")
+
+
+def test_converted_checkpoints_run_in_predict_and_evaluate(tmp_path):
+    from gald.data.synthetic import export_cityscapes_layout
+    from gald.evaluate import evaluate_checkpoint
+    from gald.predict import Predictor
+
+    torch.save(_official_state(), tmp_path / "official.pth")
+    convert(str(tmp_path / "official.pth"), str(tmp_path / "gald.pt"), arch="gald_resnet50")
+    predictor = Predictor.from_checkpoint(str(tmp_path / "gald.pt"))
+    assert predictor.normalization == "bgr_mean" and len(predictor.classes) == 19
+    assert predictor.predict(torch.randint(0, 256, (129, 135, 3), dtype=torch.uint8).numpy()).shape == (129, 135)
+    export_cityscapes_layout(tmp_path / "cs", seed=0, counts={"train": 1, "val": 1}, size=(128, 128))
+    res = evaluate_checkpoint(str(tmp_path / "gald.pt"), dataset="cityscapes", data_root=str(tmp_path / "cs"), stages=False)
+    assert res["images"] == 1 and res["normalization"] == "bgr_mean" and 0 <= res["out"]["mIoU"] <= 100

@@ -31,7 +31,7 @@ from PIL import Image
 
 from . import synthetic
 from .mapillary import MAPILLARY_CLASSES, MAPILLARY_PALETTE
-from .synthetic import LABEL_IDS, make_scene
+from .synthetic import make_scene
 
 __all__ = [
     "CITYSCAPES_ARCHIVES",

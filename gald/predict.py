@@ -1,0 +1,284 @@
+"""``python -m gald.predict`` — run a segmentation checkpoint on your own images.
+
+Inputs are files, folders (searched recursively) or glob patterns. For each image it writes, under
+``--out``:
+
+* ``{name}_overlay.png`` — the prediction blended over the image in the checkpoint's palette;
+* ``{name}_label.png`` — train ids as a palette PNG (pixel values are class ids, viewers show colours);
+* with ``--label-ids``: ``{name}_labelIds.png`` — dataset label ids (Cityscapes labelIds for a
+  Cityscapes checkpoint), the test server's format;
+* with ``--ld-masks``: ``{name}_ld_mean.png`` and ``{name}_ld_max.png`` — the LD mask ``M`` averaged
+  and max-reduced over channels (Sec. 3.2, Fig. 4), from one whole-image pass.
+
+Files found inside a folder keep their relative path. Images larger than the training crop are
+segmented with sliding windows (``--mode auto``, the default); ``--scales`` and ``--flip`` add the
+multi-scale + flip protocol. An unreadable image is reported by name and skipped; the exit code is 1
+if any image failed. Without ``--checkpoint`` the model shipped with the package (trained on the
+embedded synthetic benchmark) is used.
+
+Examples::
+
+    python -m gald.predict photos/ --out predictions/
+    python -m gald.predict "street/*.jpg" --checkpoint model.pt --scales 0.75 1.0 1.25 --flip --ld-masks
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from gald.data.transforms import ToTensorNormalize
+from gald.evaluate import (
+    add_protocol_arguments,
+    checkpoint_normalization,
+    protocol_from_args,
+)
+from gald.images import ImageError, read_image
+from gald.inference import TestProtocol, infer
+from gald.models import load_model, read_checkpoint
+from gald.submission import train_ids_to_label_ids, write_label_png
+from gald.viz import default_palette, ld_mask_image, overlay
+
+log = logging.getLogger("gald.predict")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+__all__ = ["Predictor", "find_images", "read_rgb", "main"]
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as (H, W, 3) uint8 RGB (:func:`gald.images.read_image`).
+
+    Raises:
+        ImageError: naming the file, if it is not a readable image.
+    """
+    return read_image(path)[0]
+
+
+def find_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """``(file, name relative to the output folder)`` for every image named by files, folders or globs.
+
+    Raises:
+        FileNotFoundError: an input matches nothing (named).
+    """
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            found += [(p, p.relative_to(path).with_suffix("")) for p in files]
+        elif path.is_file():
+            found.append((path, Path(path.stem)))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                raise FileNotFoundError(f"no image file, folder or glob match for {item!r}")
+            found += [(m, Path(m.stem)) for m in files]
+    names: dict[Path, int] = {}
+    unique = []
+    for file, name in found:  # two inputs with the same stem: the later ones get _1, _2, ...
+        n = names.get(name, 0)
+        names[name] = n + 1
+        unique.append((file, name if n == 0 else name.with_name(f"{name.name}_{n}")))
+    return unique
+
+
+@dataclass
+class Predictor:
+    """A loaded checkpoint plus everything needed to turn an RGB image into a prediction.
+
+    Args:
+        model: segmentation model in eval mode.
+        classes: class names by train id.
+        palette: RGB colour per train id.
+        normalization: ``"imagenet"`` or ``"bgr_mean"`` (the authors' preprocessing).
+        protocol: the test protocol.
+        device: where the model runs.
+        train_to_label: train id → dataset label id, for ``--label-ids``.
+    """
+
+    model: torch.nn.Module
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    normalization: str
+    protocol: TestProtocol
+    device: torch.device
+    train_to_label: list[int] | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str, *, protocol: TestProtocol | None = None, normalization: str | None = None, device: str = "cpu") -> Predictor:
+        ckpt = read_checkpoint(path)
+        model = load_model(path).to(device).eval()
+        k = model.head.classifier.out_channels
+        classes = list(ckpt.get("classes") or [f"class_{i}" for i in range(k)])
+        palette = [tuple(c) for c in ckpt["palette"]] if ckpt.get("palette") else default_palette(k)
+        train_to_label = None
+        if ckpt.get("config", {}).get("train", {}).get("dataset") == "synthetic":
+            from gald.data.synthetic import LABEL_IDS
+
+            train_to_label = list(LABEL_IDS)
+        elif k == 19:
+            from gald.data.cityscapes import TRAIN_TO_LABEL
+
+            train_to_label = list(TRAIN_TO_LABEL)
+        return cls(
+            model=model, classes=classes, palette=palette, normalization=checkpoint_normalization(ckpt, normalization),
+            protocol=protocol or TestProtocol(), device=torch.device(device), train_to_label=train_to_label,
+        )  # fmt: skip
+
+    def tensor(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB → normalised (1, 3, H, W) on the model's device."""
+        x, _ = ToTensorNormalize(bgr_mean=self.normalization == "bgr_mean")(image, np.zeros(image.shape[:2], np.uint8))
+        return x[None].to(self.device)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Train-id prediction at the image's resolution.
+
+        Shape:
+            (H, W, 3) uint8 -> (H, W) int64
+        """
+        return infer(self.model, self.tensor(image), self.protocol)["out"][0].argmax(0).cpu().numpy()
+
+    @torch.inference_mode()
+    def ld_mask(self, image: np.ndarray, max_side: int | None = None) -> torch.Tensor | None:
+        """The LD mask ``M`` of one whole-image pass (image first shrunk to ``max_side``), or ``None``.
+
+        Shape:
+            (H, W, 3) uint8 -> (C, h, w) float32 in [0, 1] (h, w: the head's resolution)
+        """
+        x = self.tensor(image)
+        if max_side is not None and max(x.shape[-2:]) > max_side:
+            s = max_side / max(x.shape[-2:])
+            x = F.interpolate(x, size=(max(1, round(x.shape[-2] * s)), max(1, round(x.shape[-1] * s))), mode="bilinear")
+        m = self.model.inspect(x).get("M")
+        return None if m is None else m[0].float().cpu()
+
+
+def _save_rgb(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _save_palette_png(label: np.ndarray, palette: Sequence[tuple[int, int, int]], path: Path) -> None:
+    img = Image.fromarray(label.astype(np.uint8))
+    flat = [v for c in palette for v in c][: 256 * 3]
+    img.putpalette(flat + [0] * (768 - len(flat)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def predict_files(
+    predictor: Predictor,
+    files: Sequence[tuple[Path, Path]],
+    out_dir: str | os.PathLike,
+    *,
+    alpha: float = 0.5,
+    label_ids: bool = False,
+    ld_masks: bool = False,
+    progress: bool = True,
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Predict every file and write its outputs; returns ``(written files, [(failed input, reason)])``."""
+    out = Path(out_dir)
+    written: list[Path] = []
+    failed: list[tuple[Path, str]] = []
+    warned_no_ld = False
+    crop = predictor.protocol.crop_size
+    for file, name in tqdm(files, desc="predict", unit="img", disable=not progress):
+        try:
+            image = read_rgb(file)
+        except ImageError as err:
+            log.error("cannot read %s: %s", file, err)
+            failed.append((file, str(err)))
+            continue
+        pred = predictor.predict(image)
+        base = out / name
+        overlay_path = base.with_name(base.name + "_overlay.png")
+        _save_rgb(overlay(image, pred, predictor.palette, alpha=alpha), overlay_path)
+        written.append(overlay_path)
+        label_path = base.with_name(base.name + "_label.png")
+        _save_palette_png(pred, predictor.palette, label_path)
+        written.append(label_path)
+        if label_ids:
+            if predictor.train_to_label is None:
+                raise ValueError("--label-ids needs a checkpoint whose dataset has label ids (Cityscapes, synthetic)")
+            path = base.with_name(base.name + "_labelIds.png")
+            written.append(write_label_png(train_ids_to_label_ids(pred, predictor.train_to_label), path))
+        if ld_masks:
+            m = predictor.ld_mask(image, max_side=None if crop is None else max(crop))
+            if m is None:
+                if not warned_no_ld:
+                    log.warning("the model has no Local Distribution block (block=%r): no LD masks", predictor.model.config.get("block"))
+                    warned_no_ld = True
+                continue
+            for reduce in ("mean", "max"):
+                path = base.with_name(f"{base.name}_ld_{reduce}.png")
+                _save_rgb(ld_mask_image(m, reduce, size=image.shape[:2]), path)
+                written.append(path)
+    return written, failed
+
+
+def default_checkpoint() -> str:
+    """The checkpoint shipped inside the package (trained on the embedded synthetic benchmark)."""
+    from gald.app import default_checkpoint as shipped
+
+    return str(shipped())
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Segment your own images with a gald checkpoint.")
+    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
+    parser.add_argument("--checkpoint", default=None, help="gald checkpoint (default: the shipped synthetic-benchmark model)")
+    parser.add_argument("--out", default="predictions", help="output folder")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the prediction")
+    parser.add_argument("--label-ids", action="store_true", help="also write dataset label ids (test-server format)")
+    parser.add_argument("--ld-masks", action="store_true", help="also write LD-mask images (channel mean and max)")
+    parser.add_argument("--no-progress", action="store_true")
+    add_protocol_arguments(parser)
+    parser.set_defaults(mode="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    checkpoint = args.checkpoint or default_checkpoint()
+    ckpt = read_checkpoint(checkpoint)
+    train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size") or [769, 769]
+    predictor = Predictor.from_checkpoint(
+        checkpoint, protocol=protocol_from_args(args, train_crop), normalization=args.normalization, device=device
+    )
+    files = find_images(args.inputs)
+    log.info("%d images, checkpoint %s (%d classes, %s normalisation), %s", len(files), checkpoint,
+             len(predictor.classes), predictor.normalization, predictor.protocol)  # fmt: skip
+    written, failed = predict_files(
+        predictor, files, args.out, alpha=args.alpha, label_ids=args.label_ids, ld_masks=args.ld_masks,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    log.info("wrote %d files to %s", len(written), args.out)
+    if failed:
+        log.error("%d of %d images could not be read: %s", len(failed), len(files), ", ".join(str(f) for f, _ in failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    sys.exit(main())

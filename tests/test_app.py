@@ -1,0 +1,394 @@
+"""gald.app: the shipped checkpoint and its card, every view on numpy inputs, input hardening, and
+the launched app driven through its named endpoints with gradio_client."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import socket
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+try:
+    import captum  # noqa: F401
+    import gradio  # noqa: F401
+    import gradio_client  # noqa: F401
+except ImportError:
+    if os.environ.get("CI") == "true":
+        raise  # CI installs the app extra: a missing package is a failure there
+    pytest.skip("the app extra is not installed: pip install -e '.[app]'", allow_module_level=True)
+
+from gald import app
+from gald.data.synthetic import CLASSES, make_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+CARD = ROOT / "gald" / "assets" / app.DEFAULT_CHECKPOINT.replace(".pt", ".json")
+#: how far (in mIoU points) a re-measurement of the shipped checkpoint may drift from its card: the
+#: evaluation is deterministic on CPU; the margin absorbs float reduction-order differences only.
+MIOU_TOLERANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return app.load_predictor()
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    return app.load_predictor(untrained=True)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(0, 4, split="val")
+
+
+@pytest.fixture(scope="module")
+def analysis(shipped, scene):
+    return app.analyze(shipped, scene.image)
+
+
+# ----------------------------------------------------------------------------------------------
+# The shipped checkpoint
+
+
+def test_shipped_checkpoint_is_small_and_described_by_its_card():
+    path = app.default_checkpoint()
+    assert path.stat().st_size <= 8 * 1024 * 1024
+    card = json.loads(CARD.read_text())
+    for key in ("command", "config", "torch", "metrics", "sha256"):
+        assert key in card, f"the card {CARD.name} lacks {key!r}"
+    assert "gald.train" in card["command"]
+    import hashlib
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == card["sha256"]
+
+
+def test_shipped_checkpoint_remeasures_to_its_card(shipped):
+    from gald.evaluate import evaluate_checkpoint
+
+    card = json.loads(CARD.read_text())
+    results = evaluate_checkpoint(str(app.default_checkpoint()), stages=False, batch_size=20)
+    assert results["images"] == card["evaluation"]["images"]
+    assert abs(results["out"]["mIoU"] - card["metrics"]["mIoU"]) <= MIOU_TOLERANCE
+    assert abs(results["out"]["pixel_acc"] - card["metrics"]["pixel_acc"]) <= MIOU_TOLERANCE
+
+
+def test_shipped_predictor_is_labelled_synthetic(shipped):
+    assert shipped.kind == "synthetic"
+    assert shipped.classes == list(CLASSES)
+    assert "Synthetic-data model" in app.model_banner(shipped)
+    info = app.model_info_markdown(shipped)
+    assert "synthetic street-scene benchmark" in info and "gald_tiny" in info and "mIoU" in info
+
+
+def test_untrained_predictor_is_labelled_untrained(untrained):
+    assert untrained.kind == "untrained"
+    assert "Untrained" in app.model_banner(untrained)
+    assert "random initialisation" in app.model_info_markdown(untrained)
+
+
+def test_load_predictor_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        app.load_predictor(tmp_path / "nope.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="neither a gald checkpoint"):
+        app.load_predictor(tmp_path / "other.pt")
+
+
+def test_load_predictor_reads_any_gald_checkpoint(tmp_path):
+    from gald.models import gald_tiny
+
+    model = gald_tiny(num_classes=4, block="ga", stage_classifiers=False)
+    path = tmp_path / "m.pt"
+    torch.save({"model": model.state_dict(), "config": {"model": model.config, "train": {"dataset": "cityscapes"}},
+                "classes": ["a", "b", "c", "d"]}, path)
+    p = app.load_predictor(path)
+    assert p.kind == "trained" and p.num_classes == 4 and len(p.palette) == 4  # palette made up
+    assert p.ld_channels == 0 and p.has_ga
+    a = app.analyze(p, make_scene(0, 0, split="val", size=(64, 96)).image)
+    assert a["mask"] is None and app.ld_views(a) is None
+    assert a["stages"]["fcn"] is None and [c for _, c in app.stage_views(p, a)] == [app.STAGE_NAMES["gald"]]
+    torch.save({"model": model.state_dict(), "config": {"model": model.config}, "classes": ["a", "b", "c", "d"],
+                "source": {"repository": "lxtGH/GALD-Net"}}, path)
+    assert app.load_predictor(path).kind == "official"
+
+
+def test_official_arch_from_layer3_depth():
+    r50 = {f"layer3.{i}.conv1.weight": 0 for i in range(6)}
+    r101 = {f"module.layer3.{i}.conv1.weight": 0 for i in range(23)}
+    assert app._official_arch(r50) == "gald_resnet50"
+    assert app._official_arch(r101) == "gald_resnet101"
+
+
+# ----------------------------------------------------------------------------------------------
+# Images in
+
+
+def test_prepare_image_passes_rgb_through():
+    rgb = np.random.default_rng(0).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    out, notes = app.prepare_image(rgb)
+    assert notes == [] and out.dtype == np.uint8 and (out == rgb).all()
+
+
+@pytest.mark.parametrize(
+    "array, note",
+    [
+        (np.full((70, 90), 7, np.uint8), "grayscale"),
+        (np.full((70, 90, 1), 7, np.uint8), "grayscale"),
+        (np.full((70, 90, 3), 65535, np.uint16), "16-bit"),
+        (np.full((70, 90, 3), 0.5, np.float32), "[0, 1]"),
+        (np.dstack([np.full((70, 90, 3), 10, np.uint8), np.zeros((70, 90), np.uint8)]), "transparency"),
+        (np.dstack([np.full((70, 90), 10, np.uint8), np.full((70, 90), 255, np.uint8)]), "transparency"),
+    ],
+)
+def test_prepare_image_converts_with_a_notice(array, note):
+    out, notes = app.prepare_image(array)
+    assert out.shape == (70, 90, 3) and out.dtype == np.uint8
+    assert any(note in n for n in notes), notes
+
+
+def test_prepare_image_values():
+    assert (app.prepare_image(np.full((70, 90, 3), 65535, np.uint16))[0] == 255).all()
+    assert (app.prepare_image(np.full((70, 90, 3), 0.5, np.float32))[0] == 128).all()
+    rgba = np.dstack([np.full((70, 90, 3), 10, np.uint8), np.zeros((70, 90), np.uint8)])
+    assert (app.prepare_image(rgba)[0] == 255).all()  # fully transparent → white
+    gray_alpha = np.dstack([np.full((70, 90), 10, np.uint8), np.full((70, 90), 255, np.uint8)])
+    assert (app.prepare_image(gray_alpha)[0] == 10).all()  # opaque → the gray value
+
+
+def test_prepare_image_size_limits():
+    huge, notes = app.prepare_image(np.zeros((app.MAX_SIDE * 2 + 6, 999, 3), np.uint8))
+    assert max(huge.shape[:2]) == app.MAX_SIDE and "downscaled" in notes[0]
+    small, notes = app.prepare_image(np.zeros((20, 40, 3), np.uint8))
+    assert small.shape[:2] == (app.UPSCALE_SIDE, 2 * app.UPSCALE_SIDE) and "upscaled" in notes[0]
+    with pytest.raises(app.ImageError, match="too small"):
+        app.prepare_image(np.zeros((app.MIN_SIDE - 1, 300, 3), np.uint8))
+    with pytest.raises(app.ImageError, match="elongated"):
+        app.prepare_image(np.zeros((20, 1000, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (None, "no image"),
+        (np.zeros((5, 5, 5, 3), np.uint8), "shape"),
+        (np.zeros((70, 90, 5), np.uint8), "shape"),
+        (np.full((70, 90, 3), np.nan, np.float32), "NaN"),
+        (np.full((70, 90, 3), -3, np.int16), "8- or 16-bit"),
+        (np.zeros((70, 90, 3), np.complex64), "dtype"),
+    ],
+)
+def test_prepare_image_refuses_with_a_reason(array, match):
+    with pytest.raises(app.ImageError, match=match):
+        app.prepare_image(array)
+
+
+def test_load_image_formats_and_failures(tmp_path):
+    Image.fromarray(np.full((80, 100), 40000, np.uint16)).save(tmp_path / "deep.png")
+    img, notes = app.load_image(tmp_path / "deep.png")
+    assert img.shape == (80, 100, 3) and "16-bit" in " ".join(notes) and int(img[0, 0, 0]) == round(40000 / 257)
+    Image.fromarray(np.zeros((80, 100, 4), np.uint8)).save(tmp_path / "rgba.png")
+    assert (app.load_image(tmp_path / "rgba.png")[0] == 255).all()
+    Image.fromarray(np.zeros((80, 100, 3), np.uint8)).convert("P").save(tmp_path / "pal.png")
+    assert app.load_image(tmp_path / "pal.png")[0].shape == (80, 100, 3)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(app.ImageError, match="notes.png is not an image"):
+        app.load_image(tmp_path / "notes.png")
+    Image.fromarray(np.zeros((80, 100, 3), np.uint8)).save(tmp_path / "pic.gif")
+    with pytest.raises(app.ImageError, match="PNG, JPEG"):
+        app.load_image(tmp_path / "pic.gif")  # a real image, but not a format the app decodes
+    data = (tmp_path / "rgba.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(app.ImageError, match="cut.png"):
+        app.load_image(tmp_path / "cut.png")
+
+
+def test_load_image_refuses_too_many_pixels_before_decoding(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((80, 100, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(app, "MAX_PIXELS", 7999)
+    with pytest.raises(app.ImageError, match="big.png: 80×100 pixels is more than 7,999"):
+        app.load_image(tmp_path / "big.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# The views
+
+
+def test_analyze_shapes_and_ranges(shipped):
+    image = make_scene(0, 0, split="val", size=(97, 131)).image  # odd size
+    a = app.analyze(shipped, image)
+    assert a["image"] is image or (a["image"] == image).all()
+    assert a["pred"].shape == (97, 131) and a["pred"].min() >= 0 and a["pred"].max() < 9
+    assert set(a["stages"]) == {"fcn", "ga", "gald"}
+    assert all(v.shape == (97, 131) for v in a["stages"].values())
+    assert a["mask"].shape[0] == shipped.ld_channels == 64
+    assert a["mask"].shape[1:] == (13, 17)  # H/8, W/8 rounded up
+    assert a["mask"].min() >= 0 and a["mask"].max() <= 1
+    with pytest.raises(app.ImageError, match="uint8"):
+        app.analyze(shipped, image.astype(np.float32))
+
+
+def test_shipped_model_segments_an_in_domain_scene(shipped, scene, analysis):
+    valid = scene.label != 255
+    accuracy = float((analysis["pred"][valid] == scene.label[valid]).mean())
+    assert accuracy > 0.8, accuracy  # the card's model: ~90 % pixel accuracy on validation scenes
+
+
+def test_prediction_views(shipped, analysis):
+    v = app.prediction_views(shipped, analysis, alpha=0.4)
+    assert v["overlay"].shape == (128, 256, 3) and v["overlay"].dtype == np.uint8
+    assert abs(sum(v["areas"].values()) - 1) < 1e-9 and set(v["areas"]) <= set(CLASSES)
+    top = max(v["areas"], key=v["areas"].get)
+    assert top in v["legend"] and "%" in v["legend"]
+    assert (app.prediction_views(shipped, analysis, alpha=0.0)["overlay"] == analysis["image"]).all()
+
+
+def test_ld_views_from_the_cached_masks(analysis):
+    mean, mx, ch3 = app.ld_views(analysis, 3)
+    _, _, ch40 = app.ld_views(analysis, 40)
+    for img in (mean, mx, ch3, ch40):
+        assert img.shape == (128, 256, 3) and img.dtype == np.uint8
+    assert not (ch3 == ch40).all()
+    assert (app.ld_views(analysis, 10_000)[2] == app.ld_views(analysis, 63)[2]).all()  # clamped
+    stretched = app.ld_views(analysis, 3, scale="minmax")
+    assert all(img.shape == (128, 256, 3) for img in stretched) and not (stretched[0] == mean).all()
+
+
+def test_stage_views(shipped, analysis):
+    items = app.stage_views(shipped, analysis)
+    assert [c for _, c in items] == list(app.STAGE_NAMES.values())
+    assert all(img.shape == (128, 256, 3) for img, _ in items)
+    assert not (items[0][0] == items[2][0]).all()  # the FCN stage classifier differs from the head
+
+
+@pytest.mark.parametrize("stage", ["fcn", "ga", "gald"])
+def test_attribution_view(shipped, analysis, stage):
+    img, caption = app.attribution_view(shipped, analysis, "car", stage)
+    assert img.shape == (128, 256, 3) and img.dtype == np.uint8
+    assert "'car'" in caption and app.STAGE_FEATURES[stage] in caption
+    assert not (img == analysis["image"]).all()
+
+
+def test_attribution_view_errors_and_absent_class(shipped, analysis):
+    with pytest.raises(app.ImageError, match="unknown class"):
+        app.attribution_view(shipped, analysis, "zebra", "gald")
+    with pytest.raises(app.ImageError, match="unknown stage"):
+        app.attribution_view(shipped, analysis, "car", "aux")
+    flat = app.analyze(shipped, np.full((64, 96, 3), 128, np.uint8))  # a blank image: few classes predicted
+    absent = [c for i, c in enumerate(CLASSES) if not (flat["pred"] == i).any()]
+    assert absent, "a blank image should leave some class unpredicted"
+    img, caption = app.attribution_view(shipped, flat, absent[0], "gald")
+    assert "predicted nowhere" in caption and img.shape == (64, 96, 3)
+
+
+def test_example_images(tmp_path):
+    pairs = app.example_images(tmp_path)
+    labels = [label for _, label in pairs]
+    assert sum("synthetic" in lab for lab in labels) == 3 and any("astronaut" in lab for lab in labels)
+    for path, _ in pairs:
+        img, _ = app.load_image(path)
+        assert img.ndim == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_main_serves_on_localhost_with_limits(monkeypatch):
+    import gradio as gr
+
+    seen = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: seen.update(kw))
+    monkeypatch.setattr(app, "example_images", lambda: [])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # main lowers it; restore after
+    app.main(["--untrained", "--port", "7999"])
+    assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == 7999
+    assert seen["max_file_size"] == app.MAX_FILE_SIZE
+
+
+def test_demo_script_is_thin(monkeypatch):
+    seen = []
+    monkeypatch.setattr(app, "main", lambda argv: seen.append(argv))
+    monkeypatch.setattr("sys.argv", ["demo.py", "--port", "1234"])
+    runpy.run_path(str(ROOT / "app" / "demo.py"), run_name="__main__")
+    assert seen == [["--port", "1234"]]
+
+
+# ----------------------------------------------------------------------------------------------
+# The launched app, through gradio_client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(shipped, tmp_path_factory):
+    from gradio_client import Client
+
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    examples = app.example_images(tmp_path_factory.mktemp("examples"))[:2]
+    demo = app.build_demo(shipped, examples=examples)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
+    c = Client(url, verbose=False)
+    yield c
+    c.close()
+    demo.close()
+
+
+def test_client_endpoints(client):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/segment", "/overlay", "/ld_masks", "/attribute"} <= set(api)
+
+
+def test_client_segment_then_cached_views(client, tmp_path):
+    from gradio_client import handle_file
+
+    path = tmp_path / "scene.png"
+    Image.fromarray(make_scene(0, 4, split="val").image).save(path)
+    overlay, legend, areas, ld_mean, ld_max, ld_ch, stages, status, top = client.predict(
+        handle_file(str(path)), 0.5, 3, "unit", api_name="/segment"
+    )
+    for p in (overlay, ld_mean, ld_max, ld_ch):
+        assert Image.open(p).size == (256, 128)
+    assert "road" in legend or "terrain" in legend
+    assert areas["label"] in CLASSES and abs(sum(c["confidence"] for c in areas["confidences"]) - 1) < 1e-6
+    assert [s["caption"] for s in stages] == list(app.STAGE_NAMES.values())
+    assert "128×256" in status
+    assert top["value"] == areas["label"]  # the attribution class follows the largest predicted class
+    mean2, max2, ch7 = client.predict(7, "unit", api_name="/ld_masks")
+    assert Image.open(ch7).size == (256, 128)
+    assert not (np.asarray(Image.open(ch7)) == np.asarray(Image.open(ld_ch))).all()
+    assert (np.asarray(Image.open(mean2)) == np.asarray(Image.open(ld_mean))).all()  # same cached masks
+    stretched, _, _ = client.predict(7, "minmax", api_name="/ld_masks")
+    assert not (np.asarray(Image.open(stretched)) == np.asarray(Image.open(ld_mean))).all()
+    new_overlay, new_stages = client.predict(0.0, api_name="/overlay")
+    assert (np.asarray(Image.open(new_overlay).convert("RGB")) == np.asarray(Image.open(path))).all()
+    assert len(new_stages) == 3
+    img, caption = client.predict("car", "ga", api_name="/attribute")
+    assert Image.open(img).size == (256, 128) and "F_GA" in caption
+
+
+def test_client_bad_uploads_get_a_message_and_the_app_survives(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(AppError, match="notes.png is not an image"):
+        client.predict(handle_file(str(tmp_path / "notes.png")), 0.5, 0, "unit", api_name="/segment")
+    Image.fromarray(np.zeros((8, 300, 3), np.uint8)).save(tmp_path / "thin.png")
+    with pytest.raises(AppError, match="too small"):
+        client.predict(handle_file(str(tmp_path / "thin.png")), 0.5, 0, "unit", api_name="/segment")
+    Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "gray.png")
+    *_, status, _ = client.predict(handle_file(str(tmp_path / "gray.png")), 0.5, 0, "unit", api_name="/segment")
+    assert "grayscale" in status and "upscaled" in status
