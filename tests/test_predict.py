@@ -104,3 +104,12 @@ def test_any_image_becomes_rgb_uint8(array):
 def test_read_rgb_scales_16_bit(tmp_path):
     Image.fromarray(np.full((3, 4), 65535, np.uint16)).save(tmp_path / "g.png")
     assert read_rgb(tmp_path / "g.png").min() == 255
+
+
+def test_without_a_checkpoint_the_shipped_model_segments_a_benchmark_scene(tmp_path):
+    scene = make_scene(seed=0, index=3, split="val", size=(128, 256))
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    assert main([str(tmp_path / "scene.png"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    pred = np.asarray(Image.open(tmp_path / "out" / "scene_label.png"))
+    valid = scene.label != 255
+    assert (pred[valid] == scene.label[valid]).mean() > 0.85  # the shipped model: 95.7 % pixel accuracy on val
