@@ -523,27 +523,42 @@ def example_images(directory: str | os.PathLike | None = None, *, seed: int = 0)
 # Gradio
 
 
+_IMAGE_INPUT_CLASS = None
+
+
 def _image_input(**kwargs):
     """A ``gr.Image`` whose decoding errors reach the user as a clear ``gr.Error`` (not a traceback).
 
     Gradio opens every upload with Pillow before the event runs; a non-image file fails there. This
     template subclass (rendered by Gradio's own image component) turns that failure into a message.
     """
+    global _IMAGE_INPUT_CLASS
     import gradio as gr
+    import gradio.component_meta as component_meta
 
-    class ImageInput(gr.Image):
-        is_template = True  # Gradio's mechanism for subclasses: the front end uses the parent's component
+    if _IMAGE_INPUT_CLASS is None:
+        # Gradio writes a .pyi stub beside the source of every Component subclass it sees defined;
+        # that would write into the installed package, so the stub writer is off for this class.
+        write_stub = component_meta.create_or_modify_pyi
+        component_meta.create_or_modify_pyi = lambda *args, **kwargs: None
+        try:
 
-        def preprocess(self, payload):
-            try:
-                return super().preprocess(payload)
-            except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
-                name = getattr(payload, "orig_name", None) or "the upload"
-                raise gr.Error(
-                    f"{name} is not an image this app reads ({', '.join(IMAGE_FORMATS)}): {type(err).__name__}"
-                ) from None
+            class ImageInput(gr.Image):
+                is_template = True  # Gradio's mechanism for subclasses: the front end uses the parent's
 
-    return ImageInput(**kwargs)
+                def preprocess(self, payload):
+                    try:
+                        return super().preprocess(payload)
+                    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
+                        name = getattr(payload, "orig_name", None) or "the upload"
+                        raise gr.Error(
+                            f"{name} is not an image this app reads ({', '.join(IMAGE_FORMATS)}): {type(err).__name__}"
+                        ) from None
+
+        finally:
+            component_meta.create_or_modify_pyi = write_stub
+        _IMAGE_INPUT_CLASS = ImageInput
+    return _IMAGE_INPUT_CLASS(**kwargs)
 
 
 def build_demo(predictor: Predictor, *, examples: Sequence[tuple[str, str]] | None = None):

@@ -346,6 +346,10 @@ def client(shipped, tmp_path_factory):
     demo.close()
 
 
+def test_building_the_page_writes_nothing_into_the_package(client):
+    assert not list(Path(app.__file__).parent.glob("*.pyi"))  # Gradio's stub writer is kept out
+
+
 def test_client_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/segment", "/overlay", "/ld_masks", "/attribute"} <= set(api)
