@@ -14,7 +14,6 @@ imported from the checkout given on the command line.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -22,40 +21,14 @@ import sys
 import torch
 from torch.nn import functional as F
 
-from gald.convert_official import official_to_gald
-from gald.models import MODELS, load_state_dict_checked
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _official import authors_module, build_pair  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _authors_module(repo: str):
-    path = os.path.join(repo, "libs", "models", "GALDNet.py")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: pass a checkout of github.com/lxtGH/GALD-Net as --official-repo")
-    spec = importlib.util.spec_from_file_location("authors_galdnet", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _randomise(model: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 0.4 - 0.2)
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.4 - 0.2)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-
-
 def compare(authors, arch: str, size: int, seed: int = 0) -> dict:
-    torch.manual_seed(seed)
-    theirs = {"gald_resnet50": authors.GALD_res50, "gald_resnet101": authors.GALD_res101}[arch](19)
-    _randomise(theirs, seed)
-    ours = MODELS[arch](num_classes=19, mode="official")
-    load_state_dict_checked(ours, official_to_gald(theirs.state_dict()), what="converted authors' weights")
+    theirs, ours = build_pair(authors, arch, seed)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed + 1))
     theirs.eval(), ours.eval()
     with torch.no_grad():
@@ -96,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=513)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "official_parity"))
     args = parser.parse_args(argv)
-    authors = _authors_module(args.official_repo)
+    authors = authors_module(args.official_repo)
     results = [compare(authors, arch, args.size) for arch in ("gald_resnet50", "gald_resnet101")]
     env = f"torch {torch.__version__}, CPU, fp32, {torch.get_num_threads()} threads"
     with open(args.out + ".json", "w") as f:

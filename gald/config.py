@@ -59,6 +59,7 @@ class TrainConfig:
     aux_channels: int = 64
     stage_classifiers: bool = True
     pretrained_backbone: str | None = None
+    activation_checkpointing: bool = False  # recompute backbone blocks in backward: less memory, more time
     # optimisation (paper: SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9)
     batch_size: int = 8
     iterations: int = 900
@@ -182,6 +183,7 @@ def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
         "output_stride": cfg.output_stride, "mode": cfg.mode, "stage_classifiers": cfg.stage_classifiers,
         "head_channels": cfg.head_channels, "aux_channels": cfg.aux_channels,
         "pretrained_backbone": cfg.pretrained_backbone,
+        "activation_checkpointing": cfg.activation_checkpointing,
     }
     if cfg.arch == "gald_tiny":
         model.update(depths=tuple(cfg.depths), widths=tuple(cfg.widths))

@@ -222,12 +222,11 @@ def finetune_stage_classifiers(model: nn.Module, loader_iter, cfg: TrainConfig, 
 
 
 def save_curves(history: dict, path: str) -> None:
-    import matplotlib
+    # a bare Figure: no pyplot state, so a notebook's backend is left alone
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    axes = fig.subplots(1, 2)
     steps = [h["step"] for h in history["train"]]
     axes[0].plot(steps, [h["loss"] for h in history["train"]], label="loss")
     axes[0].plot(steps, [h["loss_main"] for h in history["train"]], label="main (OHEM)")
@@ -244,7 +243,6 @@ def save_curves(history: dict, path: str) -> None:
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _checkpoint_state(model, optimizer, scheduler, scaler, step, cfg, history) -> dict:

@@ -98,3 +98,41 @@ def test_torchvision_weights_only_on_explicit_request():
     net = resnet50()  # building never downloads
     with pytest.raises(DownloadAttempted):
         load_backbone_weights(net, "torchvision", torchvision_name="resnet50")
+
+
+@pytest.mark.parametrize("stages", [True, ("layer1", "layer3"), "layer4"])
+def test_activation_checkpointing_is_bit_exact(stages):
+    """Same loss, gradients and BatchNorm statistics (updated once, not again by the recompute)."""
+    from gald.models import gald_tiny
+
+    plain = gald_tiny(num_classes=5, mode="official").train()
+    ckpt = gald_tiny(num_classes=5, mode="official", activation_checkpointing=stages).train()
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 121, 125)
+    losses = []
+    for model in (plain, ckpt):
+        torch.manual_seed(1)  # the aux head's dropout
+        out = model(x)
+        loss = out["out"].square().mean() + 0.4 * out["aux"].square().mean()
+        loss.backward()
+        losses.append(loss.detach())
+    assert torch.equal(losses[0], losses[1])
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    for (name, b), c in zip(plain.named_buffers(), ckpt.buffers()):
+        assert torch.equal(b, c), name
+    assert int(ckpt.backbone.layer1[0].bn1.num_batches_tracked) == 1
+
+
+def test_activation_checkpointing_names_stages_and_is_off_in_eval():
+    net = tiny_resnet()
+    assert net.activation_checkpointing == ()
+    net.activation_checkpointing = True
+    assert net.activation_checkpointing == ("layer1", "layer2", "layer3", "layer4")
+    net.activation_checkpointing = ["layer3", "layer2"]
+    assert net.activation_checkpointing == ("layer2", "layer3")
+    with pytest.raises(ValueError, match="layer5.*valid"):
+        net.activation_checkpointing = ("layer5",)
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 33, 35))["layer4"].shape[1] == 256

@@ -1,11 +1,35 @@
 """GALD models: backbones, Global Aggregation, Local Distribution, heads and segmentors."""
 
-from .backbones import BACKBONES, ResNetBackbone, build_backbone, resnet50, resnet101, tiny_resnet
-from .context import ASPP, GA_MODULES, CGNL2d, GlobalAggregation, NonLocal2d, PSPModule, build_ga, get_ga
+from .backbones import (
+    BACKBONES,
+    ResNetBackbone,
+    build_backbone,
+    resnet50,
+    resnet101,
+    tiny_resnet,
+)
+from .context import (
+    ASPP,
+    GA_MODULES,
+    CGNL2d,
+    GlobalAggregation,
+    NonLocal2d,
+    PSPModule,
+    build_ga,
+    get_ga,
+)
+from .fuse import count_batch_norms, fuse_conv_bn, optimize_for_inference
 from .heads import ARRANGEMENTS, AuxHead, GALDBlock, GALDHead
 from .ld import LD_DOWNSAMPLING, LocalDistribution
+from .segmentor import (
+    MODELS,
+    GALDNet,
+    build_model,
+    gald_resnet50,
+    gald_resnet101,
+    gald_tiny,
+)
 from .weights import load_model, load_state_dict_checked, read_checkpoint
-from .segmentor import MODELS, GALDNet, build_model, gald_resnet50, gald_resnet101, gald_tiny
 
 __all__ = [
     "ARRANGEMENTS",
@@ -27,12 +51,15 @@ __all__ = [
     "build_backbone",
     "build_ga",
     "build_model",
+    "count_batch_norms",
+    "fuse_conv_bn",
     "gald_resnet101",
     "gald_resnet50",
     "gald_tiny",
     "get_ga",
     "load_model",
     "load_state_dict_checked",
+    "optimize_for_inference",
     "read_checkpoint",
     "resnet101",
     "resnet50",

@@ -90,7 +90,8 @@ class GALDBlock(nn.Module):
 
     def _distribute(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         out = torch.addcmul(x, m, x)  # Eq. (2): M ⊙ x + x
-        return out + x if self.extra_residual else out
+        # addcmul's backward needs x and m, not its output, so the extra residual can go in place.
+        return out.add_(x) if self.extra_residual else out
 
     def forward_intermediates(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """Run the block and return ``{"F_GA", "M", "F_GALD"}`` (``None`` where a stage is absent).

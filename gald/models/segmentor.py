@@ -18,6 +18,7 @@ Two fidelity modes:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -100,6 +101,7 @@ def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwarg
         backbone_name, output_stride=args["output_stride"], mode=args["mode"],
         pretrained=args["pretrained_backbone"], norm_layer=norm_layer, **backbone_kwargs,
     )
+    backbone.activation_checkpointing = args["activation_checkpointing"]
     ga_kwargs = dict(args["ga_kwargs"] or {})
     if official and args["ga"] == "cgnl":
         ga_kwargs.setdefault("norm_layer", None)  # the authors' GroupNorm(8)
@@ -153,6 +155,7 @@ def gald_resnet50(
     pretrained_backbone: str | os.PathLike | None = None,
     norm_layer: NormLayer = nn.BatchNorm2d,
     ga_kwargs: dict | None = None,
+    activation_checkpointing: bool | Sequence[str] = False,
 ) -> GALDNet:
     """GALD on a dilated ResNet-50 (Table 1, Table 2).
 
@@ -173,6 +176,9 @@ def gald_resnet50(
         pretrained_backbone: local ImageNet checkpoint path, ``"torchvision"`` (downloads), or ``None``.
         norm_layer: normalisation callable (``nn.BatchNorm2d``; SyncBN via ``convert_sync_batchnorm``).
         ga_kwargs: extra keyword arguments of the GA module.
+        activation_checkpointing: backbone stages (``True``: all four; or names such as
+            ``("layer1", "layer2", "layer3")``) whose residual blocks are recomputed during backward
+            instead of storing their activations: training memory for time, the network unchanged.
 
     Example::
 
@@ -200,6 +206,7 @@ def gald_resnet101(
     pretrained_backbone: str | os.PathLike | None = None,
     norm_layer: NormLayer = nn.BatchNorm2d,
     ga_kwargs: dict | None = None,
+    activation_checkpointing: bool | Sequence[str] = False,
 ) -> GALDNet:
     """GALD on a dilated ResNet-101; arguments as :func:`gald_resnet50`."""
     return _build("gald_resnet101", "resnet101", locals())
@@ -224,6 +231,7 @@ def gald_tiny(
     pretrained_backbone: str | os.PathLike | None = None,
     norm_layer: NormLayer = nn.BatchNorm2d,
     ga_kwargs: dict | None = None,
+    activation_checkpointing: bool | Sequence[str] = False,
 ) -> GALDNet:
     """GALD on a slim Bottleneck ResNet for CPU work; ``depths``/``widths`` set the trunk, the
     other arguments are those of :func:`gald_resnet50`."""
