@@ -13,12 +13,13 @@ STAMP_RUNTIME := $(VENV)/.stamp-runtime
 STAMP_DEV     := $(VENV)/.stamp-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help train test install setup setup-dev clean distclean
+.PHONY: help train test notebooks install setup setup-dev clean distclean
 
 help:
 	@echo "Targets:"
 	@echo "  make train      set up $(VENV) (runtime deps) and run 'python -m gald.train \$$(ARGS)'"
-	@echo "  make test       set up $(VENV) (dev deps) and run pytest (extra args: PYTEST_ARGS=...)"
+	@echo "  make test       set up $(VENV) (all extras) and run pytest, then the notebooks under nbval"
+	@echo "  make notebooks  re-execute the notebooks in place (regenerates their stored outputs)"
 	@echo "  make install    install runtime + dev dependencies into $(VENV)"
 	@echo "  make clean      remove build artefacts and caches (keeps $(VENV))"
 	@echo "  make distclean  clean, and also remove $(VENV)"
@@ -49,9 +50,18 @@ install: $(STAMP_RUNTIME) $(STAMP_DEV)
 train: $(STAMP_RUNTIME)
 	$(PY) -m gald.train $(ARGS)
 
-# Test paths come from [tool.pytest.ini_options] in pyproject.toml.
+NBVAL := $(PY) -m pytest --nbval notebooks/ --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:python
+
+# Test paths come from [tool.pytest.ini_options] in pyproject.toml; then the notebooks' stored
+# outputs are compared with a fresh run (nbval).
 test: $(STAMP_DEV)
 	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(NBVAL)
+
+# Re-execute every notebook in place (stores new outputs), in the environment CI tests them in.
+notebooks: $(STAMP_DEV)
+	cd notebooks && for nb in [0-9][0-9]_*.ipynb; do \
+	  $(abspath $(PY)) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
 
 clean:
 	rm -rf build dist .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

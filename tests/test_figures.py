@@ -1,0 +1,172 @@
+"""gald.figures: the notebooks' figures and the measurements behind them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from gald import figures
+from gald.data.synthetic import CLASSES, PALETTE, make_scene
+from gald.models import gald_tiny
+
+SIZE = (65, 97)  # odd, and not a multiple of the output stride
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [make_scene(0, i, split="val", size=SIZE) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return gald_tiny(num_classes=9, widths=(8, 8, 16, 16), head_channels=16, aux_channels=8, ga="psp",
+                     stage_classifiers=True).eval()
+
+
+def test_scene_batch_normalises_like_training(scenes):
+    x = figures.scene_batch(scenes)
+    assert x.shape == (2, 3, *SIZE) and x.dtype == torch.float32
+    assert -3 < float(x.min()) < 0 < float(x.max()) < 3  # ImageNet statistics, not raw 0-255
+    with pytest.raises(ValueError, match="at least one"):
+        figures.scene_batch([])
+
+
+def test_stage_predictions_upsample_every_stage_to_the_input(model, scenes):
+    x = figures.scene_batch(scenes)
+    preds = figures.stage_predictions(model, x)
+    assert list(preds) == ["FCN", "GA", "GALD"]
+    for p in preds.values():
+        assert p.shape == (2, *SIZE) and p.min() >= 0 and p.max() < 9
+    with torch.no_grad():
+        assert (preds["GALD"] == model(x)["out"].argmax(1).numpy()).all()
+    fcn_only = gald_tiny(num_classes=9, widths=(8, 8, 16, 16), head_channels=16, block="none").eval()
+    assert list(figures.stage_predictions(fcn_only, x)) == ["GALD"]  # absent stages are left out
+
+
+def test_mask_by_pattern_size_averages_per_class_group_and_instance():
+    label = np.zeros((8, 8), np.uint8)
+    label[:, 4:] = 5  # right half: pole (small)
+    inst = np.zeros((8, 8), np.int32)
+    inst[:, 4:6], inst[:, 6:] = 1, 2
+    m = torch.zeros(1, 3, 8, 8)
+    m[..., :4] = 0.9  # large region bright
+    m[..., 4:6] = 0.2
+    m[..., 6:] = 0.4
+    stats = figures.mask_by_pattern_size(m, [label], [inst])
+    assert stats["large"] == pytest.approx(0.9, abs=1e-6)
+    assert stats["small"] == pytest.approx(0.3, abs=1e-6)
+    assert stats["per_class"] == {0: pytest.approx(0.9), 5: pytest.approx(0.3)}
+    assert sorted(stats["instances"]) == [(16, pytest.approx(0.2)), (16, pytest.approx(0.4))]
+    with pytest.raises(ValueError, match=r"\(N, C, h, w\)"):
+        figures.mask_by_pattern_size(m[0], [label])
+
+
+def test_mask_by_pattern_size_resizes_feature_resolution_masks(model, scenes):
+    x = figures.scene_batch(scenes)
+    with torch.no_grad():
+        m = model.inspect(x)["M"]
+    assert m.shape[-2:] != SIZE
+    stats = figures.mask_by_pattern_size(m, [s.label for s in scenes], [s.instances for s in scenes])
+    assert 0 < stats["small"] < 1 and 0 < stats["large"] < 1
+    assert len(stats["instances"]) == sum(len(s.instance_classes) for s in scenes)
+
+
+def test_group_accuracy_counts_only_the_group_pixels():
+    labels = np.array([[[0, 1, 5, 5]]])
+    preds = {"a": np.array([[[0, 0, 5, 2]]])}
+    acc = figures.group_accuracy(preds, labels)["a"]
+    assert acc["context"] == pytest.approx(50.0)
+    assert acc["small"] == pytest.approx(50.0)
+    assert acc["large"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        figures.group_accuracy({"a": np.zeros((1, 1, 3))}, labels)
+
+
+def test_load_ablation_round_trips_the_benchmark_file(tmp_path):
+    raw = {"environment": "env", "verdicts": [],
+           "table": {"fcn": {"mIoU": {"mean": 40.0, "std": 1.0, "n": 2, "values": [39.0, 41.0]},
+                             "small_mIoU": {"mean": 1.0, "std": 0.5, "n": 2, "values": [0.5, 1.5]}},
+                     "ld": {"mIoU": {"mean": 42.0, "std": 2.0, "n": 2, "values": [40.0, 44.0]}}}}
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps(raw))
+    loaded = figures.load_ablation(path)
+    assert str(loaded["table"]["fcn"]["mIoU"]) == "40.00 ± 1.00"
+    table = figures.ablation_table(loaded["table"])
+    assert "| a | fcn | 2 | 40.00 ± 1.00 |" in table and "| b | ld | 2 | 42.00 ± 2.00 |" in table
+    fig = figures.ablation_figure(loaded["table"])
+    assert isinstance(fig, Figure) and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["(a) fcn", "(b) ld"]
+    with pytest.raises(FileNotFoundError, match="benchmarks/ablation.py"):
+        figures.load_ablation(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"table": [["fcn", {}]]}))
+    with pytest.raises(ValueError, match="not an ablation results file"):
+        figures.load_ablation(tmp_path / "bad.json")
+
+
+def test_the_committed_ablation_results_load():
+    from pathlib import Path
+
+    loaded = figures.load_ablation(Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "ablation.json")
+    assert {"fcn", "cgnl+ld", "ldga"} <= set(loaded["table"]) and loaded["verdicts"]
+
+
+def test_segmentation_grid_draws_palette_colours_and_legend(scenes):
+    labels = [s.label for s in scenes]
+    fig = figures.segmentation_grid([s.image for s in scenes], {"pred": labels, "ground truth": labels}, title="t")
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    assert [a.get_title() for a in fig.axes[:3]] == ["input", "pred", "ground truth"]
+    shown = fig.axes[1].get_images()[0].get_array()
+    assert tuple(shown[0, 0]) == tuple(PALETTE[int(labels[0][0, 0])])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(CLASSES)
+    with pytest.raises(ValueError, match="has 1 label maps for 2 images"):
+        figures.segmentation_grid([s.image for s in scenes], {"pred": labels[:1]})
+
+
+def test_mask_figures_use_the_fixed_unit_scale(model, scenes):
+    x = figures.scene_batch(scenes)
+    with torch.no_grad():
+        m = model.inspect(x)["M"]
+    fig = figures.ld_mask_figure([s.image for s in scenes], {"GALD": list(m), "LDGA": list(m)})
+    images = [a.get_images()[0] for a in fig.axes if a.get_images()]
+    assert all(im.get_clim() == (0.0, 1.0) for im in images[1:3])
+    stretched = figures.ld_mask_figure([scenes[0].image], {"GALD": [m[0]]}, scale="minmax")
+    mean = m[0].mean(0)
+    assert stretched.axes[1].get_images()[0].get_clim() == pytest.approx((float(mean.min()), float(mean.max())))
+    with pytest.raises(ValueError, match="scale"):
+        figures.ld_mask_figure([scenes[0].image], {"GALD": [m[0]]}, scale="log")
+    fig = figures.ld_channels_figure(m[0], [0, 3, 5])
+    assert [a.get_title().split(":")[0] for a in fig.axes[:3]] == ["channel 0", "channel 3", "channel 5"]
+    with pytest.raises(IndexError, match="out of range"):
+        figures.ld_channels_figure(m[0], [m.shape[1]])
+    stats = {"GALD": figures.mask_by_pattern_size(m, [s.label for s in scenes], [s.instances for s in scenes])}
+    assert isinstance(figures.mask_size_figure(stats), Figure)
+
+
+def test_curves_attribution_and_cue_figures():
+    history = {"train": [{"step": 10, "loss": 2.0, "loss_main": 1.5, "loss_aux": 0.5},
+                         {"step": 20, "loss": 1.0, "loss_main": 0.8, "loss_aux": 0.2}],
+               "val": [{"step": 20, "mIoU": 30.0, "small_mIoU": None}]}
+    fig = figures.curves_figure(history, title="run")
+    assert [len(a.get_lines()) for a in fig.axes] == [3, 1]  # the None metric is skipped
+    with pytest.raises(ValueError, match="no training entries"):
+        figures.curves_figure({"train": []})
+    image = np.zeros((9, 13, 3), np.uint8)
+    fig = figures.attribution_figure(image, {"fcn": torch.rand(9, 13), "gald": np.zeros((3, 5))},
+                                     label=np.zeros((9, 13), np.int64))
+    assert [a.get_title().split(" ")[0] for a in fig.axes] == ["input", "ground", "fcn", "gald"]
+    twins = {"A": {"by_distance": {"32-48px": {"follows_cue": 10.0}, ">=64px": {"follows_cue": 90.0}}}}
+    fig = figures.cue_twins_figure(twins)
+    assert [p.get_height() for p in fig.axes[0].patches] == [10.0, 90.0]
+
+
+def test_image_grid_lays_out_images_with_titles():
+    images = [np.full((9, 13, 3), v, np.uint8) for v in (0, 100, 200, 250)]
+    fig = figures.image_grid(images, ["a", "b", "c", "d"], ncols=3)
+    assert len(fig.axes) == 6 and [a.get_title() for a in fig.axes[:4]] == ["a", "b", "c", "d"]
+    assert fig.axes[3].get_images()[0].get_array()[0, 0, 0] == 250
+    with pytest.raises(ValueError, match="2 titles for 4 images"):
+        figures.image_grid(images, ["a", "b"])
