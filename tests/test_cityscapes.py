@@ -148,7 +148,7 @@ def test_missing_root_says_where_and_how(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as err:
         CityscapesSegmentation(missing)
-    assert str(missing) in str(err.value) and "make_synthetic.py --out" in str(err.value)
+    assert str(missing) in str(err.value) and "make_synthetic.py --out" in str(err.value) and "prepare_cityscapes.py --archives" in str(err.value)
 
 
 def test_split_without_images_names_the_path(root):

@@ -76,9 +76,10 @@ class CorruptImageError(OSError):
 
 def _not_found_hint() -> str:
     return (
-        "Prepare a dataset there: `python data_scripts/make_synthetic.py --out DIR` writes the synthetic "
-        "benchmark in this layout; for real Cityscapes, unzip leftImg8bit_trainvaltest.zip and "
-        "gtFine_trainvaltest.zip into DIR. Pass root=DIR or set CITYSCAPES_DATASET=DIR."
+        "Prepare real Cityscapes with `python data_scripts/prepare_cityscapes.py --archives DIR_WITH_ZIPS --out DIR` "
+        "(leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip; see docs/data.md), or write the synthetic "
+        "benchmark in this layout with `python data_scripts/make_synthetic.py --out DIR`. "
+        "Pass root=DIR or set CITYSCAPES_DATASET=DIR."
     )
 
 
