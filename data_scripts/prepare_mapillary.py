@@ -12,29 +12,18 @@ The logic lives in gald.data.prepare; see docs/data.md.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from gald.data.prepare import prepare
+from gald.data import prepare
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--archives", help="folder holding the downloaded zip archives (use with --out)")
-    mode.add_argument("--verify-only", metavar="ROOT", help="only verify an extracted dataset root")
-    parser.add_argument("--out", help="dataset root to create or complete")
-    parser.add_argument("--strict", action="store_true", help="fewer images than the official counts is an error")
-    parser.add_argument("--max-paths", type=int, default=10, help="offending paths listed per problem")
-    return parser
+def get_args_parser():
+    return prepare.get_args_parser(__doc__.splitlines()[0])
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.archives is not None and args.out is None:
-        raise SystemExit("error: --archives needs --out ROOT")
-    root = args.verify_only if args.verify_only is not None else args.out
-    return prepare("mapillary", archives=args.archives, out=root, strict=args.strict, max_paths=args.max_paths)
+def main(args) -> int:
+    return prepare.main("mapillary", args)
 
 
 if __name__ == "__main__":

@@ -111,28 +111,31 @@ class TrainConfig:
         return os.path.join(self.output_dir, self.name)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def _check_keys(keys: typing.Iterable[str], source: str) -> None:
-    unknown = sorted(set(keys) - set(_FIELDS))
+def _check_keys(keys: typing.Iterable[str], source: str, cls: type) -> None:
+    valid = _fields(cls)
+    unknown = sorted(set(keys) - set(valid))
     if unknown:
-        raise KeyError(f"unknown config key(s) {unknown} in {source}; valid keys: {sorted(_FIELDS)}")
+        raise KeyError(f"unknown {cls.__name__} key(s) {unknown} in {source}; valid keys: {sorted(valid)}")
 
 
-def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then a flat YAML file, then keyword overrides."""
+def load_config(path: str | os.PathLike | None = None, *, cls: type = TrainConfig, **overrides: Any):
+    """Defaults, then a flat YAML file, then keyword overrides, into the dataclass ``cls``
+    (:class:`TrainConfig`; detection passes its ``DetectionConfig``)."""
     values: dict[str, Any] = {}
     if path is not None:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{os.fspath(path)!r} must hold a flat mapping of config keys")
-        _check_keys(data, os.fspath(path))
+        _check_keys(data, os.fspath(path), cls)
         values.update(data)
-    _check_keys(overrides, "overrides")
+    _check_keys(overrides, "overrides", cls)
     values.update(overrides)
-    return TrainConfig(**values)
+    return cls(**values)
 
 
 def _parse_optional(kind):
@@ -150,11 +153,11 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config`` and one ``--key`` flag per config field (default: not given)."""
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
+    """Add ``--config`` and one ``--key`` flag per field of the dataclass ``cls`` (default: not given)."""
     parser.add_argument("--config", default=None, help="flat YAML file in configs/")
-    hints = typing.get_type_hints(TrainConfig)
-    for name in _FIELDS:
+    hints = typing.get_type_hints(cls)
+    for name in _fields(cls):
         hint = hints[name]
         is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
         args = typing.get_args(hint) if is_union else (hint,)
@@ -162,7 +165,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         base = next(a for a in args if a is not type(None))
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name}
         if typing.get_origin(base) is list:
-            kwargs.update(nargs="+", type=typing.get_args(base)[0])
+            kwargs.update(nargs="*", type=typing.get_args(base)[0])
         elif base is bool:
             kwargs.update(type=_parse_bool, metavar="{true,false}")
         else:
@@ -170,9 +173,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {k: v for k, v in vars(args).items() if k in _FIELDS}
-    return load_config(getattr(args, "config", None), **values)
+def config_from_args(args: argparse.Namespace, cls: type = TrainConfig):
+    values = {k: v for k, v in vars(args).items() if k in _fields(cls)}
+    return load_config(getattr(args, "config", None), cls=cls, **values)
 
 
 def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:

@@ -26,17 +26,20 @@ import logging
 import os
 import sys
 import time
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import yaml
 
-from gald.config import _parse_bool, _parse_optional
+from gald.config import add_config_arguments, config_from_args, load_config
 from gald.data.detection import DetectionTransform, SyntheticDetection, collate
-from gald.detection_metrics import coco_evaluate, coco_from_targets, coco_results, voc_evaluate
+from gald.detection_metrics import (
+    coco_evaluate,
+    coco_from_targets,
+    coco_results,
+    voc_evaluate,
+)
 from gald.engine import checkpoint as ckpt
 from gald.models.detector import build_detector
 from gald.models.weights import load_state_dict_checked
@@ -137,30 +140,12 @@ class DetectionConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# Config: the same flat-YAML-then-flags precedence as gald.config, for DetectionConfig
-
-_FIELDS = {f.name: f for f in dataclasses.fields(DetectionConfig)}
-
-
-def _check_keys(keys, source: str) -> None:
-    unknown = sorted(set(keys) - set(_FIELDS))
-    if unknown:
-        raise KeyError(f"unknown detection config key(s) {unknown} in {source}; valid keys: {sorted(_FIELDS)}")
+# Config: gald.config's flat-YAML-then-flags precedence, for DetectionConfig
 
 
 def load_detection_config(path: str | os.PathLike | None = None, **overrides: Any) -> DetectionConfig:
-    """Defaults, then a flat YAML file, then keyword overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{os.fspath(path)!r} must hold a flat mapping of config keys")
-        _check_keys(data, os.fspath(path))
-        values.update(data)
-    _check_keys(overrides, "overrides")
-    values.update(overrides)
-    return DetectionConfig(**values)
+    """Defaults, then a flat YAML file, then keyword overrides (unknown keys are errors)."""
+    return load_config(path, cls=DetectionConfig, **overrides)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -169,22 +154,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="Train a GALD detector (Faster / Mask R-CNN + FPN). Every config key is also a flag.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", default=None, help="flat YAML file in configs/ (faster_rcnn-*, mask_rcnn-*)")
-    hints = typing.get_type_hints(DetectionConfig)
-    for name in _FIELDS:
-        hint = hints[name]
-        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        args = typing.get_args(hint) if is_union else (hint,)
-        optional = type(None) in args
-        base = next(a for a in args if a is not type(None))
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name}
-        if typing.get_origin(base) is list:
-            kwargs.update(nargs="*", type=typing.get_args(base)[0])
-        elif base is bool:
-            kwargs.update(type=_parse_bool, metavar="{true,false}")
-        else:
-            kwargs.update(type=_parse_optional(base) if optional else base)
-        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+    add_config_arguments(parser, DetectionConfig)
     return parser
 
 
@@ -214,9 +184,7 @@ def build_detection_data(cfg: DetectionConfig):
     if cfg.data_root is None:
         raise ValueError(f"dataset {cfg.dataset!r} needs --data-root (the VOCdevkit folder or the COCO root)")
     if cfg.dataset == "voc":
-        from gald.data.voc import VOCDetection
-
-        from gald.data.voc import VOC_CLASSES
+        from gald.data.voc import VOC_CLASSES, VOCDetection
 
         classes = tuple(cfg.classes) if cfg.classes else VOC_CLASSES
         train = VOCDetection(cfg.data_root, image_sets=_voc_sets(cfg.train_sets), classes=classes,
@@ -450,8 +418,7 @@ def main(cfg: DetectionConfig) -> dict:
 
 def cli(argv: list[str] | None = None) -> dict:
     args = get_args_parser().parse_args(argv)
-    values = {k: v for k, v in vars(args).items() if k in _FIELDS}
-    return main(load_detection_config(args.config, **values))
+    return main(config_from_args(args, DetectionConfig))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ checks every image's PNG/JPEG structure), and reports counts per split against t
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -381,3 +382,23 @@ def prepare(
     report = spec["verify"](out, strict=strict, max_paths=max_paths)
     (log.info if report.ok else log.error)("%s", report.format())
     return 0 if report.ok else 1
+
+
+def get_args_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of ``data_scripts/prepare_{cityscapes,mapillary}.py``."""
+    parser = argparse.ArgumentParser(description=description)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--archives", help="folder holding the downloaded zip archives (use with --out)")
+    mode.add_argument("--verify-only", metavar="ROOT", help="only verify an extracted dataset root")
+    parser.add_argument("--out", help="dataset root to create or complete")
+    parser.add_argument("--strict", action="store_true", help="fewer images than the official counts is an error")
+    parser.add_argument("--max-paths", type=int, default=10, help="offending paths listed per problem")
+    return parser
+
+
+def main(dataset: str, args: argparse.Namespace) -> int:
+    """Run :func:`prepare` for ``dataset`` from parsed :func:`get_args_parser` arguments."""
+    if args.archives is not None and args.out is None:
+        raise SystemExit("error: --archives needs --out ROOT")
+    root = args.verify_only if args.verify_only is not None else args.out
+    return prepare(dataset, archives=args.archives, out=root, strict=args.strict, max_paths=args.max_paths)
