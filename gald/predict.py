@@ -126,11 +126,12 @@ class Predictor:
         classes = list(ckpt.get("classes") or [f"class_{i}" for i in range(k)])
         palette = [tuple(c) for c in ckpt["palette"]] if ckpt.get("palette") else default_palette(k)
         train_to_label = None
-        if ckpt.get("config", {}).get("train", {}).get("dataset") == "synthetic":
+        dataset = ckpt.get("config", {}).get("train", {}).get("dataset")  # None: converted official weights
+        if dataset in ("synthetic", "synthetic_disk"):
             from gald.data.synthetic import LABEL_IDS
 
             train_to_label = list(LABEL_IDS)
-        elif k == 19:
+        elif k == 19 and dataset in (None, "cityscapes", "mapillary"):
             from gald.data.cityscapes import TRAIN_TO_LABEL
 
             train_to_label = list(TRAIN_TO_LABEL)
@@ -195,6 +196,8 @@ def predict_files(
     progress: bool = True,
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every file and write its outputs; returns ``(written files, [(failed input, reason)])``."""
+    if label_ids and predictor.train_to_label is None:
+        raise ValueError("--label-ids needs a checkpoint whose dataset has label ids (Cityscapes, Mapillary, synthetic)")
     out = Path(out_dir)
     written: list[Path] = []
     failed: list[tuple[Path, str]] = []
@@ -216,8 +219,6 @@ def predict_files(
         _save_palette_png(pred, predictor.palette, label_path)
         written.append(label_path)
         if label_ids:
-            if predictor.train_to_label is None:
-                raise ValueError("--label-ids needs a checkpoint whose dataset has label ids (Cityscapes, synthetic)")
             path = base.with_name(base.name + "_labelIds.png")
             written.append(write_label_png(train_ids_to_label_ids(pred, predictor.train_to_label), path))
         if ld_masks:
