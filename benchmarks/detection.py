@@ -29,8 +29,10 @@ import time
 
 import torch
 
+from gald.ablation import load_cells
 from gald.detection_metrics import format_table3, format_table6
-from gald.train_detection import load_detection_config, main as train_main
+from gald.train_detection import load_detection_config
+from gald.train_detection import main as train_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = {"none": "Mask-RCNN", "nl": "+ NL", "cgnl": "+ CGNL", "gald": "+ GALD"}
@@ -125,18 +127,6 @@ def markdown(table: dict[str, dict], env: str) -> str:
         "| variant | parameters | seeds | CPU minutes | wall minutes |\n|---|---|---|---|---|\n" + cost,
         f"Total: {total_cpu:.1f} CPU minutes.",
     ])
-
-
-def load_cells(results_dir: str) -> list[dict]:
-    folder = os.path.join(results_dir, "cells")
-    if not os.path.isdir(folder):
-        return []
-    cells = []
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".json"):
-            with open(os.path.join(folder, name)) as f:
-                cells.append(json.load(f))
-    return cells
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ from gald import viz
 from gald.data.transforms import ToTensorNormalize
 from gald.evaluate import checkpoint_normalization
 from gald.images import IMAGE_FORMATS, ImageError, read_image, to_rgb_uint8
-from gald.models import GALDNet, gald_tiny, load_model, read_checkpoint
+from gald.models import GALDNet, gald_tiny, model_from_checkpoint
 from gald.models.layers import resize
 
 log = logging.getLogger("gald.app")
@@ -192,8 +192,8 @@ def load_predictor(
         raise FileNotFoundError(f"checkpoint not found: {path} (pass --checkpoint PATH to a model.pt from gald.train)")
     raw = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(raw, dict) and "model" in raw and "config" in raw:
-        ckpt = read_checkpoint(path)
-        model = load_model(path)
+        ckpt = raw  # read once above, with weights_only=True
+        model = model_from_checkpoint(ckpt, what=str(path))
         nc = model.head.classifier.out_channels
         classes = [str(c) for c in ckpt.get("classes") or []] or [f"class_{i}" for i in range(nc)]
         if len(classes) != nc:

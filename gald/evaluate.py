@@ -33,7 +33,7 @@ from gald.config import TrainConfig
 from gald.data.build import build_segmentation_data
 from gald.inference import TestProtocol
 from gald.metrics import format_class_row, format_table
-from gald.models import load_model, read_checkpoint
+from gald.models import model_from_checkpoint, read_checkpoint
 from gald.submission import submission_path, train_ids_to_label_ids, write_label_png
 
 log = logging.getLogger("gald.evaluate")
@@ -129,22 +129,24 @@ def evaluate_checkpoint(
     protocol: TestProtocol | None = None,
     normalization: str | None = None,
     export_dir: str | None = None,
+    ckpt: dict | None = None,
 ) -> dict:
     """Evaluate ``checkpoint`` on the validation split of its training data (or the one given).
 
     With a protocol other than whole-image single-scale, only the final output is evaluated.
-    ``export_dir`` receives one PNG per image (labelIds for Cityscapes, train ids otherwise).
+    ``export_dir`` receives one PNG per image (labelIds for Cityscapes, train ids otherwise);
+    ``ckpt`` is the checkpoint's content when the caller has already read it.
     """
     from gald.train import evaluate, output_metrics
 
-    ckpt = read_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint) if ckpt is None else ckpt
     norm = checkpoint_normalization(ckpt, normalization)
     cfg = _eval_config(
         ckpt, checkpoint, dataset=dataset, data_root=data_root, num_val=num_val, val_split=split,
         eval_batch_size=batch_size, workers=0, normalization=norm,
     )  # fmt: skip
     data = build_segmentation_data(cfg)
-    model = load_model(checkpoint).to(device).eval()
+    model = model_from_checkpoint(ckpt, what=checkpoint).to(device).eval()
     classes = model.head.classifier.out_channels
     if classes != data.num_classes:
         raise ValueError(
@@ -186,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.checkpoint, dataset=args.dataset, data_root=args.data_root, split=args.split, num_val=args.num_val,
         batch_size=args.batch_size, device=args.device, stages=not args.no_stages,
         protocol=protocol_from_args(args, train_crop), normalization=args.normalization, export_dir=args.export_dir,
+        ckpt=ckpt,
     )  # fmt: skip
     res = results["out"]
     title = f"{args.checkpoint} on {results['dataset']}/{results['split']} ({results['images']} images)"

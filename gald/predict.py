@@ -47,7 +47,7 @@ from gald.evaluate import (
 )
 from gald.images import ImageError, read_image
 from gald.inference import TestProtocol, infer
-from gald.models import load_model, read_checkpoint
+from gald.models import model_from_checkpoint, read_checkpoint
 from gald.submission import train_ids_to_label_ids, write_label_png
 from gald.viz import default_palette, ld_mask_image, overlay
 
@@ -119,9 +119,18 @@ class Predictor:
     train_to_label: list[int] | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str, *, protocol: TestProtocol | None = None, normalization: str | None = None, device: str = "cpu") -> Predictor:
-        ckpt = read_checkpoint(path)
-        model = load_model(path).to(device).eval()
+    def from_checkpoint(
+        cls,
+        path: str,
+        *,
+        protocol: TestProtocol | None = None,
+        normalization: str | None = None,
+        device: str = "cpu",
+        ckpt: dict | None = None,
+    ) -> Predictor:
+        """Load ``path`` (or use ``ckpt``, its content when already read)."""
+        ckpt = read_checkpoint(path) if ckpt is None else ckpt
+        model = model_from_checkpoint(ckpt, what=str(path)).to(device).eval()
         k = model.head.classifier.out_channels
         classes = list(ckpt.get("classes") or [f"class_{i}" for i in range(k)])
         palette = [tuple(c) for c in ckpt["palette"]] if ckpt.get("palette") else default_palette(k)
@@ -264,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = read_checkpoint(checkpoint)
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size") or [769, 769]
     predictor = Predictor.from_checkpoint(
-        checkpoint, protocol=protocol_from_args(args, train_crop), normalization=args.normalization, device=device
+        checkpoint, protocol=protocol_from_args(args, train_crop), normalization=args.normalization, device=device,
+        ckpt=ckpt,
     )
     files = find_images(args.inputs)
     log.info("%d images, checkpoint %s (%d classes, %s normalisation), %s", len(files), checkpoint,

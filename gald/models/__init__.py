@@ -29,7 +29,7 @@ from .segmentor import (
     gald_resnet101,
     gald_tiny,
 )
-from .weights import load_model, load_state_dict_checked, read_checkpoint
+from .weights import load_model, load_state_dict_checked, model_from_checkpoint, read_checkpoint
 
 __all__ = [
     "ARRANGEMENTS",
@@ -59,6 +59,7 @@ __all__ = [
     "get_ga",
     "load_model",
     "load_state_dict_checked",
+    "model_from_checkpoint",
     "optimize_for_inference",
     "read_checkpoint",
     "resnet101",

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["load_state_dict_checked", "read_checkpoint", "load_model"]
+__all__ = ["load_state_dict_checked", "read_checkpoint", "model_from_checkpoint", "load_model"]
 
 
 def _first(items: list[str], n: int = 8) -> str:
@@ -55,18 +55,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Build the model a checkpoint's ``config`` describes and load its weights (strict).
+def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint") -> nn.Module:
+    """Build the model an already-read checkpoint's ``config`` describes and load its weights (strict).
 
-    Checkpoints are plain dicts ``{"model": state_dict, "config": {"model": {...}}, ...}``.
+    Checkpoints are plain dicts ``{"model": state_dict, "config": {"model": {...}}, ...}``; ``what``
+    names the source in errors.
     """
     from .segmentor import build_model
 
-    ckpt = read_checkpoint(path)
     config = ckpt.get("config", {})
     model_cfg = config.get("model", config) if isinstance(config, dict) else None
     if not isinstance(model_cfg, dict) or "arch" not in model_cfg:
-        raise ValueError(f"{os.fspath(path)!r} has no model config ('config' → 'model' → 'arch'); cannot rebuild it")
+        raise ValueError(f"{what!r} has no model config ('config' → 'model' → 'arch'); cannot rebuild it")
     model = build_model({**model_cfg, "pretrained_backbone": None})  # weights come from the checkpoint
-    load_state_dict_checked(model, ckpt["model"], what=os.fspath(path))
-    return model.to(map_location)
+    load_state_dict_checked(model, ckpt["model"], what=what)
+    return model
+
+
+def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """:func:`read_checkpoint` then :func:`model_from_checkpoint`."""
+    return model_from_checkpoint(read_checkpoint(path), what=os.fspath(path)).to(map_location)
