@@ -7,6 +7,7 @@ import json
 import os
 import runpy
 import socket
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -336,14 +337,17 @@ def _free_port() -> int:
 def client(shipped, tmp_path_factory):
     from gradio_client import Client
 
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    examples = app.example_images(tmp_path_factory.mktemp("examples"))[:2]
-    demo = app.build_demo(shipped, examples=examples)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
-    c = Client(url, verbose=False)
-    yield c
-    c.close()
-    demo.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        # gradio_client leaves an empty folder in the system temp dir per downloaded file
+        mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("client-tmp")))
+        examples = app.example_images(tmp_path_factory.mktemp("examples"))[:2]
+        demo = app.build_demo(shipped, examples=examples)
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
+        c = Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+        yield c
+        c.close()
+        demo.close()
 
 
 def test_building_the_page_writes_nothing_into_the_package(client):

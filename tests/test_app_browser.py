@@ -50,12 +50,13 @@ def served(tmp_path_factory):
     _require(f"the chromium browser at {CHROMIUM}", os.path.isfile(CHROMIUM) or bool(shutil.which(CHROMIUM)))
     from gald import app
 
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    examples = app.example_images(tmp_path_factory.mktemp("examples"))
-    demo = app.build_demo(app.load_predictor(), examples=examples)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
-    yield url, examples
-    demo.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        examples = app.example_images(tmp_path_factory.mktemp("examples"))
+        demo = app.build_demo(app.load_predictor(), examples=examples)
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
+        yield url, examples
+        demo.close()
 
 
 def test_upload_segment_and_screenshot(served, tmp_path):

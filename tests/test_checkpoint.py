@@ -23,7 +23,7 @@ def test_rng_state_restores_all_generators():
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
 
 
-def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, caplog):
     path = tmp_path / "c.pt"
     save_checkpoint({"step": 1}, path)
 
@@ -33,6 +33,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
 
     with pytest.raises(RuntimeError, match="boom"):
         save_checkpoint({"step": 2, "bad": Boom()}, path)
+    assert str(path) in caplog.text and "MiB free" in caplog.text  # a full disk is told apart
     assert load_checkpoint(path)["step"] == 1
     assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")] == []
 

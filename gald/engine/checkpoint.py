@@ -7,13 +7,17 @@ needs unpickling of arbitrary classes.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import shutil
 import tempfile
 from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
 
@@ -21,7 +25,8 @@ __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``.
 
-    A crash mid-write leaves the previous file intact.
+    A crash mid-write leaves the previous file intact. A failed write is logged with the file and
+    the free space left: a full disk shows up in ``torch.save`` only as "unexpected pos …".
     """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
@@ -33,9 +38,12 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, Exception):
+            free_mib = shutil.disk_usage(folder).free / 2**20
+            log.error("could not write checkpoint %s (%.0f MiB free in %s): %s", path, free_mib, folder, e)
         raise
 
 
