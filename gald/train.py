@@ -25,7 +25,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -259,8 +259,13 @@ def _checkpoint_state(model, optimizer, scheduler, scaler, step, cfg, history) -
     }
 
 
-def _setup_logging(run_dir: str) -> None:
-    """Log ``gald.*`` to stdout (once per process) and to ``run_dir/train.log`` (per run)."""
+@contextlib.contextmanager
+def run_logging(run_dir: str) -> Iterator[None]:
+    """Log ``gald.*`` to stdout (handler added once per process) and, while open, to ``run_dir/train.log``.
+
+    The file handler is closed on exit, so later logging from the same process never lands in the log
+    of a finished run (or fails because its folder was deleted).
+    """
     root = logging.getLogger("gald")
     root.setLevel(logging.INFO)
     root.propagate = False  # this function installs the handlers; avoid duplicates via the root logger
@@ -270,18 +275,24 @@ def _setup_logging(run_dir: str) -> None:
         stream.setFormatter(fmt)
         stream._gald_stream = True  # type: ignore[attr-defined]
         root.addHandler(stream)
-    for h in [h for h in root.handlers if getattr(h, "_gald_run", False)]:
-        root.removeHandler(h)
-        h.close()
     os.makedirs(run_dir, exist_ok=True)
     fh = logging.FileHandler(os.path.join(run_dir, "train.log"))
     fh.setFormatter(fmt)
-    fh._gald_run = True  # type: ignore[attr-defined]
     root.addHandler(fh)
+    try:
+        yield
+    finally:
+        root.removeHandler(fh)
+        fh.close()
 
 
 def main(cfg: TrainConfig) -> dict:
     """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
+    with contextlib.ExitStack() as cleanup:
+        return _main(cfg, cleanup)
+
+
+def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     device = resolve_device(cfg.device)
     distributed = dist.init_distributed(device)
     world = dist.world_size()
@@ -289,7 +300,7 @@ def main(cfg: TrainConfig) -> dict:
         raise ValueError(f"global batch_size {cfg.batch_size} is not divisible by the world size {world}")
     run_dir = cfg.run_dir
     if dist.is_main():
-        _setup_logging(run_dir)
+        cleanup.enter_context(run_logging(run_dir))
         with open(os.path.join(run_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     seed_everything(cfg.seed + dist.rank())

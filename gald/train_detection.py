@@ -312,11 +312,17 @@ def _state(model, optimizer, scheduler, step, cfg, history) -> dict:
 
 def main(cfg: DetectionConfig) -> dict:
     """Train, evaluate and save; returns the summary (also written to ``metrics.json``)."""
-    from gald.train import _setup_logging, resolve_device, seed_everything
+    from gald.train import run_logging
+
+    with run_logging(cfg.run_dir):
+        return _main(cfg)
+
+
+def _main(cfg: DetectionConfig) -> dict:
+    from gald.train import resolve_device, seed_everything
 
     device = resolve_device(cfg.device)
     run_dir = cfg.run_dir
-    _setup_logging(run_dir)
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:
         yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     seed_everything(cfg.seed)

@@ -38,6 +38,13 @@ def test_default_run_writes_everything(tmp_path):
     assert summary["final"]["mIoU"] == metrics["final"]["mIoU"]
     model = load_model(run / "model.pt").eval()
     assert model(torch.randn(1, 3, 48, 64))["out"].shape == (1, 9, 48, 64)
+    assert _open_run_logs() == []  # later logging never lands in a finished run's train.log
+
+
+def _open_run_logs() -> list:
+    import logging
+
+    return [h for h in logging.getLogger("gald").handlers if isinstance(h, logging.FileHandler)]
 
 
 def test_stage_classifiers_are_finetuned_on_a_frozen_model(tmp_path):
@@ -89,6 +96,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     state = load_checkpoint(tmp_path / "nan" / "last.pt")
     assert state["step"] == 4
     assert not (tmp_path / "nan" / "model.pt").exists()
+    assert _open_run_logs() == []
 
 
 @pytest.mark.parametrize("amp,channels_last", [("bf16", True), ("bf16", False), ("none", True)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 
 import pytest
@@ -70,6 +71,8 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tmp_path, mo
         td.main(cfg)
     assert ckpt.load_checkpoint(tmp_path / "nan" / "last.pt")["step"] == 2
     assert not (tmp_path / "nan" / "model.pt").exists()
+    gald_log = logging.getLogger("gald")
+    assert not [h for h in gald_log.handlers if isinstance(h, logging.FileHandler)]  # the run's log is closed
 
 
 def test_gald_train_delegates_the_detection_task(tmp_path):
