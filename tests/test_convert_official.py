@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gald.convert_official import convert, gald_to_official, load_official, main, official_to_gald
+from gald.convert_official import convert, gald_to_official, load_official, main
 from gald.models import gald_resnet50, load_model
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "official_gald_res50_keys.json").read_text())["keys"]

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from gald.export import export_onnx, main, onnx_max_abs_diff
