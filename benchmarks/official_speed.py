@@ -19,8 +19,10 @@ the same number of threads:
   both at the label size) — its time, and its peak memory in a fresh process per measurement: on
   CPU the growth of the resident set over the step (VmHWM after the step minus VmRSS before it;
   the high-water mark is reset first where Linux allows it), on CUDA
-  ``torch.cuda.max_memory_allocated`` minus the memory allocated before the step. ``gald`` rows:
-  eager, + channels_last, + activation checkpointing (``--train-levers``).
+  ``torch.cuda.max_memory_allocated`` minus the memory allocated before the step. ``gald`` rows
+  (``--train-configs``, side by side): eager, channels_last, activation checkpointing of whole
+  blocks, selective checkpointing (3×3 convolution outputs kept). The verdicts read the fastest
+  row, the leanest row, and the fastest row within the memory target.
 
 Timing: every configuration of a measurement runs in turn in each round (A/B alternation, the order
 reversed every other round), after ``--warmup`` untimed rounds; the figure is the median of
@@ -65,7 +67,8 @@ log = logging.getLogger("official_speed")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARCH_NAMES = {"r50": "gald_resnet50", "r101": "gald_resnet101"}
 EVAL_LEVERS = ("inference_mode", "channels_last", "fuse_bn", "compile")
-TRAIN_LEVERS = ("channels_last", "checkpointing")
+TRAIN_LEVERS = ("channels_last", "checkpointing", "selective")  # checkpointing: policy "full"; selective: "selective"
+TRAIN_CONFIGS = "eager,channels_last,checkpointing,selective"
 NUM_CLASSES = 19
 MIN_TRAIN_SIZE = 193  # the last unpadded LD conv still gives 2×2 at 193 px (1×1 below ~177)
 IGNORE_INDEX = 255
@@ -134,6 +137,22 @@ def lever_chain(levers: Sequence[str], order: Sequence[str]) -> list[tuple[str, 
 
 def config_name(levers: Sequence[str]) -> str:
     return "gald eager" if not levers else "gald + " + " + ".join(levers)
+
+
+def train_configs(text: str) -> list[tuple[str, ...]]:
+    """Training configurations from ``"eager,channels_last,channels_last+selective"``: each a set of
+    ``TRAIN_LEVERS`` joined by ``+`` (``eager``: none), measured side by side — not cumulative, as
+    the two checkpointing policies exclude each other and channels_last may slow training on CPU."""
+    configs = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        levers = () if item == "eager" else tuple(x for x in TRAIN_LEVERS if x in item.split("+"))
+        unknown = [x for x in item.split("+") if x not in TRAIN_LEVERS and item != "eager"]
+        if unknown:
+            raise ValueError(f"unknown training lever(s) {unknown}; valid: eager or '+'-joined {list(TRAIN_LEVERS)}")
+        if {"checkpointing", "selective"} <= set(levers):
+            raise ValueError(f"{item!r}: checkpointing and selective are two policies of one lever; pick one")
+        configs.append(levers)
+    return configs
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,17 +303,25 @@ def make_train_step(model: nn.Module, impl: str, x: torch.Tensor, y: torch.Tenso
 def prepare_train_model(
     model: nn.Module, levers: Sequence[str], device: torch.device, checkpoint_stages: Sequence[str] = STAGES
 ) -> nn.Module:
-    """``model`` on ``device`` with the training levers applied (in place); the ``checkpointing``
-    lever recomputes the blocks of ``checkpoint_stages`` in backward."""
+    """``model`` on ``device`` with the training levers applied (in place): ``checkpointing`` /
+    ``selective`` recompute the blocks of ``checkpoint_stages`` in backward under the ``"full"`` /
+    ``"selective"`` policy of :class:`gald.models.backbones.ResNetBackbone`."""
     unknown = [x for x in levers if x not in TRAIN_LEVERS]
     if unknown:
         raise ValueError(f"unknown training lever(s) {unknown}; valid: {list(TRAIN_LEVERS)}")
     model = model.to(device)
     if "channels_last" in levers:
         model = model.to(memory_format=torch.channels_last)
-    if "checkpointing" in levers:
-        model.backbone.activation_checkpointing = tuple(checkpoint_stages)
+    if {"checkpointing", "selective"} & set(levers):
+        set_checkpointing(model, levers, checkpoint_stages)
     return model
+
+
+def set_checkpointing(model: nn.Module, levers: Sequence[str], stages: Sequence[str]) -> None:
+    """Switch ``model``'s activation checkpointing to what ``levers`` ask for (off without either)."""
+    on = "checkpointing" in levers or "selective" in levers
+    model.backbone.activation_checkpointing = tuple(stages) if on else ()
+    model.backbone.checkpoint_policy = "selective" if "selective" in levers else "full"
 
 
 def official_eval_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -384,6 +411,9 @@ def bench_arch(authors, arch: str, args: argparse.Namespace, device: torch.devic
     theirs, ours = theirs.to(device), ours.to(device)
     result["eval"] = [bench_eval(theirs, ours, size, args, device, sync, ablation=size == args.ablation_size)
                       for size in args.sizes]
+    for e, f in zip(result["eval"], result["flops"]):
+        for row in e["rows"]:  # the same FLOPs for every row, so throughput is FLOPs / time
+            row["gflop_per_s"] = f["official_gflops"] / row["median_s"]
     del theirs, ours
     gc.collect()
     result["train"] = [bench_train(authors, arch, size, args, device, sync) for size in args.train_sizes]
@@ -425,11 +455,11 @@ def bench_eval(theirs, ours, size, args, device, sync, *, ablation: bool) -> dic
 
 def bench_train(authors, arch, size, args, device, sync) -> dict[str, Any]:
     x, y = make_batch(size, device)
-    chains = lever_chain(args.train_levers, TRAIN_LEVERS)
+    chains = args.train_configs
     theirs, ours = build_pair(authors, arch, seed=0)
     steps = {"official": make_train_step(theirs.to(device), "official", x, y)}
-    # One model per memory layout; checkpointing is a switch on the channels-last copy, so the
-    # switch is set by the step function of each configuration.
+    # One model per memory layout; checkpointing is a switch on it, set by the step function of
+    # each configuration.
     copies: dict[bool, nn.Module] = {}
     for levers in chains:
         cl = "channels_last" in levers
@@ -437,10 +467,8 @@ def bench_train(authors, arch, size, args, device, sync) -> dict[str, Any]:
             copies[cl] = prepare_train_model(copy.deepcopy(ours), ("channels_last",) if cl else (), device)
         model = copies[cl]
         inner = make_train_step(model, "gald", x, y)
-        stages = tuple(args.checkpoint_stages) if "checkpointing" in levers else ()
-
-        def step(inner=inner, model=model, stages=stages) -> float:
-            model.backbone.activation_checkpointing = stages
+        def step(inner=inner, model=model, levers=levers) -> float:
+            set_checkpointing(model, levers, args.checkpoint_stages)
             return inner()
 
         steps[config_name(levers)] = step
@@ -464,7 +492,23 @@ def bench_train(authors, arch, size, args, device, sync) -> dict[str, Any]:
     official_mem = rows[0]["memory"]["delta_mib"]
     for r in rows:
         r["memory_ratio"] = ratio(r["memory"]["delta_mib"], official_mem)
-    return {"size": size, "rows": rows, "levers": list(chains[-1])}
+    return {"size": size, "rows": rows, "configs": [list(c) for c in chains]}
+
+
+def gemm_gflop_per_s(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 matrix-multiply throughput (median of ``repeats`` n×n×n products): the
+    ceiling that convolutions, themselves GEMMs in oneDNN / cuDNN, can reach at equal FLOPs."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    a @ b
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / median(times) / 1e9
 
 
 def verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -481,20 +525,26 @@ def verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"arch": r["arch"], "what": f"eval latency {e['size']} ({row['config']})", "ratio": row["ratio"],
                         "target": f"<= {TARGETS['eval_latency']}", "met": row["ratio"] <= TARGETS["eval_latency"]})
         for t in r["train"]:
-            rows = {row["config"]: row for row in t["rows"]}
-            full = t["rows"][-1]
-            # Checkpointing trades time for memory: the time target is also read without it.
-            timed = [full]
-            if t["levers"] and t["levers"][-1] == "checkpointing":
-                timed.insert(0, rows[config_name(t["levers"][:-1])])
-            for row in timed:
-                out.append({"arch": r["arch"], "what": f"train step time {t['size']} ({row['config']})",
-                            "ratio": row["ratio"], "target": f"<= {TARGETS['train_step_time']}",
-                            "met": row["ratio"] <= TARGETS["train_step_time"]})
-            out.append({"arch": r["arch"], "what": f"train peak memory {t['size']} ({full['config']})",
-                        "ratio": full["memory_ratio"], "target": f"<= {TARGETS['train_peak_memory']}",
-                        "met": full["memory_ratio"] <= TARGETS["train_peak_memory"]})
+            ours = [row for row in t["rows"] if row["config"] != "official"]
+            fastest = min(ours, key=lambda row: row["ratio"])
+            leanest = min(ours, key=lambda row: row["memory_ratio"])
+            out.append(_verdict(r["arch"], f"train step time {t['size']}, fastest ({fastest['config']})",
+                                fastest["ratio"], "train_step_time"))
+            out.append(_verdict(r["arch"], f"train peak memory {t['size']}, leanest ({leanest['config']})",
+                                leanest["memory_ratio"], "train_peak_memory"))
+            # Both at once: the fastest configuration within the memory target.
+            lean = [row for row in ours if row["memory_ratio"] <= TARGETS["train_peak_memory"]]
+            if lean:
+                both = min(lean, key=lambda row: row["ratio"])
+                out.append(_verdict(r["arch"], f"train step time {t['size']} at memory <= "
+                                    f"{TARGETS['train_peak_memory']} ({both['config']}, memory {both['memory_ratio']:.3f})",
+                                    both["ratio"], "train_step_time"))
     return out
+
+
+def _verdict(arch: str, what: str, value: float, target: str) -> dict[str, Any]:
+    return {"arch": arch, "what": what, "ratio": value, "target": f"<= {TARGETS[target]}",
+            "met": value <= TARGETS[target]}
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -517,10 +567,16 @@ def to_markdown(report: dict[str, Any]) -> str:
     for r in report["results"]:
         for e in r["eval"]:
             lines += ["", f"Eval forward, {r['arch']}, 1×3×{e['size']}×{e['size']} (levers added cumulatively):", "",
-                      "| configuration | median (s) | ratio | max abs diff vs official |", "|---|---|---|---|"]
+                      "| configuration | median (s) | ratio | GFLOP/s | max abs diff vs official |", "|---|---|---|---|---|"]
             for row in e["rows"]:
                 lines.append(f"| {row['config']} | {row['median_s']:.3f} | {row['ratio']:.3f} | "
-                             f"{row['max_abs_diff_vs_official']:.1e} |")
+                             f"{row.get('gflop_per_s', float('nan')):.0f} | {row['max_abs_diff_vs_official']:.1e} |")
+            gemm = env.get("gemm_gflop_per_s")
+            if gemm and "gflop_per_s" in e["rows"][0]:
+                official = e["rows"][0]["gflop_per_s"]
+                lines.append(f"\nThe authors' network runs at {official:.0f} GFLOP/s, {official / gemm:.0%} of this machine's "
+                             f"fp32 GEMM throughput ({gemm:.0f} GFLOP/s, measured in the same run). At equal FLOPs, "
+                             f"a ratio below {official / gemm:.2f} needs convolutions faster than that GEMM.")
             if e["compile_s"] is not None:
                 lines.append(f"\ntorch.compile: {e['compile_s']:.1f} s for the first call at this size (not in the medians).")
         for t in r["train"]:
@@ -530,9 +586,11 @@ def to_markdown(report: dict[str, Any]) -> str:
             for row in t["rows"]:
                 lines.append(f"| {row['config']} | {row['median_s']:.3f} | {row['ratio']:.3f} | "
                              f"{row['memory']['delta_mib']:.0f} | {row['memory_ratio']:.3f} |")
-            if "checkpointing" in t["levers"]:
-                lines.append(f"\ncheckpointing recomputes the residual blocks of "
-                             f"{', '.join(report['settings']['checkpoint_stages'])} in backward.")
+            if any("checkpointing" in c or "selective" in c for c in t["configs"]):
+                lines.append(f"\ncheckpointing / selective recompute the residual blocks of "
+                             f"{', '.join(report['settings']['checkpoint_stages'])} in backward: whole blocks "
+                             f"(policy \"full\"), or all but their 3×3 convolutions, whose outputs are kept "
+                             f"(policy \"selective\").")
     return "\n".join(lines)
 
 
@@ -556,8 +614,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--levers", default=",".join(EVAL_LEVERS), help=f"eval levers, comma list of {EVAL_LEVERS}")
-    parser.add_argument("--train-levers", default=",".join(TRAIN_LEVERS),
-                        help=f"training levers, comma list of {TRAIN_LEVERS}")
+    parser.add_argument("--train-configs", default=TRAIN_CONFIGS,
+                        help=f"training configurations, comma list; each 'eager' or '+'-joined levers of {TRAIN_LEVERS}")
     parser.add_argument("--checkpoint-stages", default=",".join(STAGES),
                         help="backbone stages the checkpointing lever recomputes (comma list)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -574,12 +632,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown arch(s) {bad}; valid: {sorted(ARCH_NAMES)}")
     args.archs = [ARCH_NAMES[a] for a in args.archs.split(",")]
     args.levers = [x for x in args.levers.split(",") if x]
-    args.train_levers = [x for x in args.train_levers.split(",") if x]
     try:
         args.checkpoint_stages = list(checkpointed_stages([x for x in args.checkpoint_stages.split(",") if x]))
     except ValueError as e:
         parser.error(str(e))
-    lever_chain(args.levers, EVAL_LEVERS), lever_chain(args.train_levers, TRAIN_LEVERS)  # validate
+    try:
+        lever_chain(args.levers, EVAL_LEVERS)
+        args.train_configs = train_configs(args.train_configs)
+    except ValueError as e:
+        parser.error(str(e))
     if any(s < MIN_TRAIN_SIZE for s in args.train_sizes):
         parser.error(
             f"--train-sizes must be >= {MIN_TRAIN_SIZE}: below that the authors' LD reaches a 1×1 map, on which "
@@ -603,16 +664,20 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for, but torch sees no CUDA device")
     authors = authors_module(args.official_repo)
+    gemm = gemm_gflop_per_s(device)
+    log.info("fp32 GEMM: %.0f GFLOP/s", gemm)
     results = [bench_arch(authors, arch, args, device) for arch in args.archs]
     report = {
         "environment": {
             "torch": torch.__version__, "python": platform.python_version(), "threads": args.threads,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
             "date": time.strftime("%Y-%m-%d %H:%M"),
+            "gemm_gflop_per_s": gemm,
         },
         "command": "python benchmarks/official_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {"repeats": args.repeats, "warmup": args.warmup, "sizes": args.sizes,
-                     "train_sizes": args.train_sizes, "levers": args.levers, "train_levers": args.train_levers,
+                     "train_sizes": args.train_sizes, "levers": args.levers,
+                     "train_configs": [list(c) for c in args.train_configs],
                      "checkpoint_stages": args.checkpoint_stages,
                      "ablation_size": args.ablation_size},
         "results": results,

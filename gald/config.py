@@ -60,6 +60,7 @@ class TrainConfig:
     stage_classifiers: bool = True
     pretrained_backbone: str | None = None
     activation_checkpointing: bool = False  # recompute backbone blocks in backward: less memory, more time
+    checkpoint_policy: str = "full"  # "full": recompute whole blocks; "selective": keep 3×3 conv outputs
     # optimisation (paper: SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9)
     batch_size: int = 8
     iterations: int = 900
@@ -96,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
         if self.annotation not in ("fine", "coarse"):
             raise ValueError(f"annotation must be 'fine' or 'coarse', got {self.annotation!r}")
+        if self.checkpoint_policy not in ("full", "selective"):
+            raise ValueError(f"checkpoint_policy must be 'full' or 'selective', got {self.checkpoint_policy!r}")
         if self.normalization not in ("imagenet", "bgr_mean"):
             raise ValueError(f"normalization must be 'imagenet' or 'bgr_mean', got {self.normalization!r}")
         if len(self.crop_size) != 2:
@@ -187,6 +190,7 @@ def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
         "head_channels": cfg.head_channels, "aux_channels": cfg.aux_channels,
         "pretrained_backbone": cfg.pretrained_backbone,
         "activation_checkpointing": cfg.activation_checkpointing,
+        "checkpoint_policy": cfg.checkpoint_policy,
     }
     if cfg.arch == "gald_tiny":
         model.update(depths=tuple(cfg.depths), widths=tuple(cfg.widths))

@@ -100,13 +100,15 @@ def test_torchvision_weights_only_on_explicit_request():
         load_backbone_weights(net, "torchvision", torchvision_name="resnet50")
 
 
+@pytest.mark.parametrize("policy", ["full", "selective"])
 @pytest.mark.parametrize("stages", [True, ("layer1", "layer3"), "layer4"])
-def test_activation_checkpointing_is_bit_exact(stages):
+def test_activation_checkpointing_is_bit_exact(stages, policy):
     """Same loss, gradients and BatchNorm statistics (updated once, not again by the recompute)."""
     from gald.models import gald_tiny
 
     plain = gald_tiny(num_classes=5, mode="official").train()
-    ckpt = gald_tiny(num_classes=5, mode="official", activation_checkpointing=stages).train()
+    ckpt = gald_tiny(num_classes=5, mode="official", activation_checkpointing=stages, checkpoint_policy=policy)
+    ckpt.train()
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 121, 125)
     losses = []
@@ -122,6 +124,30 @@ def test_activation_checkpointing_is_bit_exact(stages):
     for (name, b), c in zip(plain.named_buffers(), ckpt.buffers()):
         assert torch.equal(b, c), name
     assert int(ckpt.backbone.layer1[0].bn1.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize("policy, recomputed", [("full", [1, 3, 1, 1]), ("selective", [1, 1, 1])])
+def test_checkpoint_policy_decides_what_the_backward_recomputes(policy, recomputed):
+    """"full" reruns every convolution of a block in backward; "selective" replays the saved 3×3
+    outputs and reruns only the 1×1 convolutions."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    net = tiny_resnet(depths=(1, 1, 1, 1)).train()
+    net.activation_checkpointing, net.checkpoint_policy = ("layer4",), policy
+    loss = net(torch.randn(1, 3, 33, 35))["layer4"].square().mean()
+    kernels = []
+
+    class ConvCalls(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                kernels.append(args[1].shape[-1])
+            return func(*args, **(kwargs or {}))
+
+    with ConvCalls():
+        loss.backward()
+    assert kernels == recomputed  # conv1, conv2 (3×3), conv3, downsample
+    with pytest.raises(ValueError, match="checkpoint_policy.*selective"):
+        net.checkpoint_policy = "some"
 
 
 def test_activation_checkpointing_names_stages_and_is_off_in_eval():

@@ -73,8 +73,9 @@ def test_train_step_levers_keep_the_loss_and_update_the_weights():
     plain = gald_tiny(num_classes=bench.NUM_CLASSES, mode="official")
     fast = gald_tiny(num_classes=bench.NUM_CLASSES, mode="official")
     fast.load_state_dict(plain.state_dict())
-    fast = bench.prepare_train_model(fast, ("channels_last", "checkpointing"), torch.device("cpu"), ("layer3", "layer4"))
+    fast = bench.prepare_train_model(fast, ("channels_last", "selective"), torch.device("cpu"), ("layer3", "layer4"))
     assert fast.backbone.activation_checkpointing == ("layer3", "layer4")
+    assert fast.backbone.checkpoint_policy == "selective"
     x, y = bench.make_batch(193, torch.device("cpu"))
     assert (y == bench.IGNORE_INDEX).any() and y.shape == (1, 193, 193)
     before = fast.head.classifier.weight.detach().clone()
@@ -92,6 +93,15 @@ def test_memory_child_runs_in_a_fresh_process():
     )
     assert res["delta_mib"] > 0 and res["peak_mib"] > res["before_mib"]
     assert res["method"].startswith("VmHWM")
+
+
+def test_train_configs_are_side_by_side_and_validated():
+    assert bench.train_configs("eager, channels_last+selective,checkpointing") == [
+        (), ("channels_last", "selective"), ("checkpointing",)]
+    with pytest.raises(ValueError, match="turbo.*valid"):
+        bench.train_configs("eager,turbo")
+    with pytest.raises(ValueError, match="pick one"):
+        bench.train_configs("checkpointing+selective")
 
 
 def test_memory_child_rejects_an_unknown_impl():
@@ -115,20 +125,22 @@ def test_verdicts_and_markdown():
         "flops": [{"size": 257, "ratio": 1.0}],
         "eval": [{"size": 257, "compile_s": 12.5, "levers": ["fuse_bn"],
                   "rows": [_row("official", 1.0, 1.0), _row("gald + fuse_bn", 0.7, 0.7)]}],
-        "train": [{"size": 257, "levers": ["channels_last", "checkpointing"], "rows": [
+        "train": [{"size": 257, "configs": [[], ["checkpointing"], ["selective"]], "rows": [
             _row("official", 2.0, 1.0, (100, 1.0)),
-            _row("gald + channels_last", 1.9, 0.95, (98, 0.98)),
-            _row("gald + channels_last + checkpointing", 2.3, 1.15, (70, 0.7)),
+            _row("gald eager", 1.9, 0.95, (98, 0.98)),
+            _row("gald + checkpointing", 2.3, 1.15, (70, 0.7)),
+            _row("gald + selective", 2.1, 1.05, (75, 0.75)),
         ]}],
     }
     verdicts = {v["what"]: v for v in bench.verdicts([result])}
     assert verdicts["eval latency 257 (gald + fuse_bn)"]["met"]
-    assert verdicts["train step time 257 (gald + channels_last)"]["met"]
-    assert not verdicts["train step time 257 (gald + channels_last + checkpointing)"]["met"]
-    assert verdicts["train peak memory 257 (gald + channels_last + checkpointing)"]["met"]
+    assert verdicts["train step time 257, fastest (gald eager)"]["met"]
+    assert verdicts["train peak memory 257, leanest (gald + checkpointing)"]["met"]
+    both = verdicts["train step time 257 at memory <= 0.8 (gald + selective, memory 0.750)"]
+    assert not both["met"] and both["ratio"] == 1.05
     report = {"environment": {"device": "CPU", "threads": 2, "torch": "x"}, "settings": {
         "repeats": 5, "warmup": 1, "checkpoint_stages": ["layer1"]}, "command": "c", "results": [result],
         "verdicts": list(verdicts.values())}
     md = bench.to_markdown(report)
-    assert "| gald_resnet50 | train step time 257 (gald + channels_last + checkpointing) | 1.150 | <= 1.0 | **no** |" in md
+    assert "| gald_resnet50 | train step time 257 at memory <= 0.8 (gald + selective, memory 0.750) | 1.050 | <= 1.0 | **no** |" in md
     assert "12.5 s" in md and "layer1" in md

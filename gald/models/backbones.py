@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from functools import partial
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 from torchvision.models.resnet import Bottleneck, conv1x1
 
 from .layers import NormLayer
@@ -35,8 +35,9 @@ from .weights import load_state_dict_checked
 log = logging.getLogger(__name__)
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
+CHECKPOINT_POLICIES = ("full", "selective")
 
-__all__ = ["STAGES", "checkpointed_stages", "ResNetBackbone", "resnet50", "resnet101", "tiny_resnet", "BACKBONES", "build_backbone"]
+__all__ = ["STAGES", "CHECKPOINT_POLICIES", "checkpointed_stages", "ResNetBackbone", "resnet50", "resnet101", "tiny_resnet", "BACKBONES", "build_backbone"]
 
 
 class ResNetBackbone(nn.Module):
@@ -58,6 +59,11 @@ class ResNetBackbone(nn.Module):
             (``torch.utils.checkpoint``), in training: less memory for one more forward of those
             stages per step. Same network, bit-identical outputs, gradients and BatchNorm
             statistics (the recompute does not update them again). Can be set on a built model.
+        checkpoint_policy: what a checkpointed block keeps besides its input: ``"full"`` nothing
+            (the whole block is recomputed); ``"selective"`` the outputs of its 3×3 convolutions,
+            so the recompute runs only the 1×1 convolutions, BatchNorms and ReLUs: most of the
+            memory saving of ``"full"`` for less recompute time (``benchmarks/official_speed.py``
+            measures both).
 
     Shape:
         (N, 3, H, W) -> {"layer3": (N, 4·widths[2], H/os, W/os), "layer4": (N, 4·widths[3], H/os, W/os)}
@@ -77,9 +83,11 @@ class ResNetBackbone(nn.Module):
         maxpool_ceil_mode: bool = False,
         norm_layer: NormLayer = nn.BatchNorm2d,
         activation_checkpointing: bool | Sequence[str] = False,
+        checkpoint_policy: str = "full",
     ) -> None:
         super().__init__()
         self.activation_checkpointing = activation_checkpointing
+        self.checkpoint_policy = checkpoint_policy
         if len(depths) != 4 or len(widths) != 4:
             raise ValueError(f"depths and widths need 4 entries (one per stage), got {depths} and {widths}")
         if output_stride not in (8, 16, 32):
@@ -162,13 +170,25 @@ class ResNetBackbone(nn.Module):
     def activation_checkpointing(self, value: bool | Sequence[str]) -> None:
         self._checkpointed = checkpointed_stages(value)
 
+    @property
+    def checkpoint_policy(self) -> str:
+        """What a checkpointed block keeps for backward besides its input (``CHECKPOINT_POLICIES``)."""
+        return self._checkpoint_policy
+
+    @checkpoint_policy.setter
+    def checkpoint_policy(self, value: str) -> None:
+        if value not in CHECKPOINT_POLICIES:
+            raise ValueError(f"checkpoint_policy must be one of {CHECKPOINT_POLICIES}, got {value!r}")
+        self._checkpoint_policy = value
+
     def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
         stage = getattr(self, name)
         if name not in self._checkpointed or not (self.training and torch.is_grad_enabled()):
             return stage(x)
         for block in stage:
-            # Only the block input is kept; the recompute must not update BN statistics twice.
-            x = checkpoint(block, x, use_reentrant=False, context_fn=partial(_recompute_contexts, block))
+            # The recompute must not update BN statistics twice.
+            contexts = partial(_recompute_contexts, block, self._checkpoint_policy)
+            x = checkpoint(block, x, use_reentrant=False, context_fn=contexts)
         return x
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -195,10 +215,30 @@ def checkpointed_stages(value: bool | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(n for n in STAGES if n in names)
 
 
-def _recompute_contexts(block: nn.Module):
-    """``context_fn`` of a checkpointed block: nothing special in forward, BN statistics frozen in
-    the recompute."""
-    return nullcontext(), _frozen_running_stats(block)
+def _recompute_contexts(block: nn.Module, policy: str = "full"):
+    """``context_fn`` of a checkpointed block: BN statistics frozen in the recompute; under the
+    ``"selective"`` policy, 3×3 convolution outputs saved in forward and replayed in the recompute."""
+    if policy == "full":
+        return nullcontext(), _frozen_running_stats(block)
+    forward, recompute = create_selective_checkpoint_contexts(_save_3x3_conv_outputs)
+    return forward, _entered(_frozen_running_stats(block), recompute)  # freeze outside SAC's dispatch mode
+
+
+def _save_3x3_conv_outputs(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+    """Selective-checkpoint policy: keep what is costly to recompute (3×3 convolutions, ~half the
+    FLOPs of a bottleneck), recompute the rest (1×1 convolutions, BatchNorm, ReLU, the residual add)."""
+    if op is torch.ops.aten.convolution.default and args[1].shape[-2:] == (3, 3):
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+@contextmanager
+def _entered(*contexts) -> Iterator[None]:
+    """Enter ``contexts`` in order and leave them in reverse."""
+    with ExitStack() as stack:
+        for c in contexts:
+            stack.enter_context(c)
+        yield
 
 
 @contextmanager

@@ -102,6 +102,7 @@ def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwarg
         pretrained=args["pretrained_backbone"], norm_layer=norm_layer, **backbone_kwargs,
     )
     backbone.activation_checkpointing = args["activation_checkpointing"]
+    backbone.checkpoint_policy = args["checkpoint_policy"]
     ga_kwargs = dict(args["ga_kwargs"] or {})
     if official and args["ga"] == "cgnl":
         ga_kwargs.setdefault("norm_layer", None)  # the authors' GroupNorm(8)
@@ -156,6 +157,7 @@ def gald_resnet50(
     norm_layer: NormLayer = nn.BatchNorm2d,
     ga_kwargs: dict | None = None,
     activation_checkpointing: bool | Sequence[str] = False,
+    checkpoint_policy: str = "full",
 ) -> GALDNet:
     """GALD on a dilated ResNet-50 (Table 1, Table 2).
 
@@ -179,6 +181,8 @@ def gald_resnet50(
         activation_checkpointing: backbone stages (``True``: all four; or names such as
             ``("layer1", "layer2", "layer3")``) whose residual blocks are recomputed during backward
             instead of storing their activations: training memory for time, the network unchanged.
+        checkpoint_policy: ``"full"`` (recompute whole blocks) or ``"selective"`` (keep the 3×3
+            convolution outputs, recompute the rest): see :class:`~gald.models.backbones.ResNetBackbone`.
 
     Example::
 
@@ -207,6 +211,7 @@ def gald_resnet101(
     norm_layer: NormLayer = nn.BatchNorm2d,
     ga_kwargs: dict | None = None,
     activation_checkpointing: bool | Sequence[str] = False,
+    checkpoint_policy: str = "full",
 ) -> GALDNet:
     """GALD on a dilated ResNet-101; arguments as :func:`gald_resnet50`."""
     return _build("gald_resnet101", "resnet101", locals())
@@ -232,6 +237,7 @@ def gald_tiny(
     norm_layer: NormLayer = nn.BatchNorm2d,
     ga_kwargs: dict | None = None,
     activation_checkpointing: bool | Sequence[str] = False,
+    checkpoint_policy: str = "full",
 ) -> GALDNet:
     """GALD on a slim Bottleneck ResNet for CPU work; ``depths``/``widths`` set the trunk, the
     other arguments are those of :func:`gald_resnet50`."""
