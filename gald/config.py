@@ -16,11 +16,26 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args", "model_config"]
+__all__ = ["RunConfig", "TrainConfig", "load_config", "add_config_arguments", "config_from_args", "model_config"]
+
+
+class RunConfig:
+    """What every run's config dataclass shares: ``output_dir/name`` as the run folder, and a plain
+    dict form for ``config.yaml`` and checkpoints."""
+
+    name: str
+    output_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.output_dir, self.name)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Every knob of ``python -m gald.train``; the defaults are the embedded CPU benchmark run."""
 
     # experiment
@@ -105,13 +120,6 @@ class TrainConfig:
             raise ValueError(f"crop_size needs [height, width], got {self.crop_size}")
         if self.iterations < 1 or self.batch_size < 1:
             raise ValueError("iterations and batch_size must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def run_dir(self) -> str:
-        return os.path.join(self.output_dir, self.name)
 
 
 def _fields(cls: type) -> dict[str, dataclasses.Field]:

@@ -20,7 +20,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from typing import Any
 import torch
 import yaml
 
-from gald.config import add_config_arguments, config_from_args, load_config
+from gald.config import RunConfig, add_config_arguments, config_from_args, load_config
 from gald.data.detection import DetectionTransform, SyntheticDetection, collate
 from gald.detection_metrics import (
     coco_evaluate,
@@ -61,7 +60,7 @@ __all__ = [
 
 
 @dataclass
-class DetectionConfig:
+class DetectionConfig(RunConfig):
     """Every knob of detection training; the defaults are the embedded CPU run on the scene benchmark."""
 
     # experiment
@@ -126,13 +125,6 @@ class DetectionConfig:
             raise ValueError(f"image_size needs [height, width], got {self.image_size}")
         if self.iterations < 1 or self.batch_size < 1:
             raise ValueError("iterations and batch_size must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def run_dir(self) -> str:
-        return os.path.join(self.output_dir, self.name)
 
     @property
     def masks(self) -> bool:
