@@ -467,6 +467,7 @@ def bench_train(authors, arch, size, args, device, sync) -> dict[str, Any]:
             copies[cl] = prepare_train_model(copy.deepcopy(ours), ("channels_last",) if cl else (), device)
         model = copies[cl]
         inner = make_train_step(model, "gald", x, y)
+
         def step(inner=inner, model=model, levers=levers) -> float:
             set_checkpointing(model, levers, args.checkpoint_stages)
             return inner()
@@ -503,7 +504,7 @@ CEILING_SHAPES = ((256, 3, 2), (512, 3, 4), (1024, 1, 1))
 def conv_ceiling_gflop_per_s(device: torch.device, side: int = 65, repeats: int = 5) -> float:
     """The best fp32 throughput of single large convolutions (``CEILING_SHAPES``, channels_last,
     inference_mode, median of ``repeats``): what this machine's convolution kernels reach at best,
-    so what a whole network of equal FLOPs cannot beat."""
+    a practical ceiling for a whole network made of them."""
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     best = 0.0
     with torch.inference_mode():

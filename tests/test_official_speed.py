@@ -124,7 +124,8 @@ def test_verdicts_and_markdown():
         "parameters": {"official": 10, "gald": 10, "ratio": 1.0},
         "flops": [{"size": 257, "ratio": 1.0}],
         "eval": [{"size": 257, "compile_s": 12.5, "levers": ["fuse_bn"],
-                  "rows": [_row("official", 1.0, 1.0), _row("gald + fuse_bn", 0.7, 0.7)]}],
+                  "rows": [{**_row("official", 1.0, 1.0), "gflop_per_s": 100.0},
+                           {**_row("gald + fuse_bn", 0.7, 0.7), "gflop_per_s": 142.9}]}],
         "train": [{"size": 257, "configs": [[], ["checkpointing"], ["selective"]], "rows": [
             _row("official", 2.0, 1.0, (100, 1.0)),
             _row("gald eager", 1.9, 0.95, (98, 0.98)),
@@ -138,9 +139,14 @@ def test_verdicts_and_markdown():
     assert verdicts["train peak memory 257, leanest (gald + checkpointing)"]["met"]
     both = verdicts["train step time 257 at memory <= 0.8 (gald + selective, memory 0.750)"]
     assert not both["met"] and both["ratio"] == 1.05
-    report = {"environment": {"device": "CPU", "threads": 2, "torch": "x"}, "settings": {
+    report = {"environment": {"device": "CPU", "threads": 2, "torch": "x", "conv_ceiling_gflop_per_s": 150.0}, "settings": {
         "repeats": 5, "warmup": 1, "checkpoint_stages": ["layer1"]}, "command": "c", "results": [result],
         "verdicts": list(verdicts.values())}
     md = bench.to_markdown(report)
     assert "| gald_resnet50 | train step time 257 at memory <= 0.8 (gald + selective, memory 0.750) | 1.050 | <= 1.0 | **no** |" in md
     assert "12.5 s" in md and "layer1" in md
+    assert "runs at 100 GFLOP/s, gald at 143; the 0.8 target needs 125" in md and "reaches 150 GFLOP/s" in md
+
+
+def test_conv_ceiling_is_a_positive_throughput():
+    assert bench.conv_ceiling_gflop_per_s(torch.device("cpu"), side=9, repeats=1) > 0
