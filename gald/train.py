@@ -38,6 +38,7 @@ from gald.config import TrainConfig, add_config_arguments, config_from_args, mod
 from gald.data.build import build_segmentation_data
 from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
+from gald.engine.loop import LossMeter, non_finite_stop
 from gald.inference import TestProtocol, infer
 from gald.losses import build_criterion
 from gald.metrics import SegmentationMetrics, format_table
@@ -360,8 +361,7 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     if cfg.freeze_bn:
         freeze_batchnorm(net)
     t0 = time.perf_counter()
-    running: dict[str, float] = {}
-    running_n = 0
+    meter = LossMeter()
     # a redirected log gets an update every 30 s instead of ten a second
     bar = tqdm(range(start, end), desc="train", disable=not dist.is_main(), initial=start, total=cfg.iterations,
                mininterval=0.1 if sys.stderr.isatty() else 30)
@@ -373,18 +373,12 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         try:
             losses = train_step(model, criterion, images, targets, optimizer, scaler, cfg, device)
         except FloatingPointError as err:
-            raise FloatingPointError(
-                f"stopping at step {step + 1}: {err}; lr={scheduler.get_last_lr()[0]:.3g}. "
-                f"The last good checkpoint ({last_path}) was left untouched."
-            ) from None
+            raise non_finite_stop(err, step + 1, scheduler.get_last_lr()[0], last_path) from None
         scheduler.step()
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + v
-        running_n += 1
+        meter.update(losses)
         done = step + 1
         if done % cfg.log_interval == 0 or done == end:
-            avg = {k: v / running_n for k, v in running.items()}
-            running, running_n = {}, 0
+            avg = meter.pop()
             history["train"].append({"step": done, "lr": scheduler.get_last_lr()[0], **avg})
             bar.set_postfix(loss=f"{avg['loss']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             log.debug("step %d loss %.4f", done, avg["loss"])

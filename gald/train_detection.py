@@ -40,6 +40,7 @@ from gald.detection_metrics import (
     voc_evaluate,
 )
 from gald.engine import checkpoint as ckpt
+from gald.engine.loop import LossMeter, non_finite_stop
 from gald.models.detector import build_detector
 from gald.models.weights import load_state_dict_checked
 
@@ -351,8 +352,7 @@ def _main(cfg: DetectionConfig) -> dict:
     batches = _batches(train_set, cfg, start)
     model.train()
     t0, cpu0 = time.perf_counter(), time.process_time()
-    running: dict[str, float] = {}
-    n_running = 0
+    meter = LossMeter()
     for step in range(start, end):
         images, targets = next(batches)
         images = [im.to(device) for im in images]
@@ -360,18 +360,12 @@ def _main(cfg: DetectionConfig) -> dict:
         try:
             losses = train_step(model, images, targets, optimizer, cfg)
         except FloatingPointError as err:
-            raise FloatingPointError(
-                f"stopping at step {step + 1}: {err}; lr={scheduler.get_last_lr()[0]:.3g}. "
-                f"The last good checkpoint ({last_path}) was left untouched."
-            ) from None
+            raise non_finite_stop(err, step + 1, scheduler.get_last_lr()[0], last_path) from None
         scheduler.step()
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + v
-        n_running += 1
+        meter.update(losses)
         done = step + 1
         if done % cfg.log_interval == 0 or done == end:
-            avg = {k: v / n_running for k, v in running.items()}
-            running, n_running = {}, 0
+            avg = meter.pop()
             history["train"].append({"step": done, "lr": scheduler.get_last_lr()[0], **avg})
             log.info("step %d/%d loss %.4f (%s) lr %.3g", done, total, avg["loss"],
                      ", ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in avg.items() if k != "loss"),

@@ -1,1 +1,1 @@
-"""Training engine: checkpoints and distributed helpers."""
+"""Training engine: checkpoints, distributed helpers and shared training-loop pieces."""
