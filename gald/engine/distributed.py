@@ -55,5 +55,8 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def cleanup() -> None:
+    """Leave the process group. The barrier first keeps a rank from tearing gloo down while its
+    peer is still in a collective (seen to abort a worker with "terminate called ...")."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
