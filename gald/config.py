@@ -97,6 +97,7 @@ class TrainConfig(RunConfig):
     device: str = "auto"
     amp: str = "none"
     channels_last: bool = False
+    nnpack: bool = False  # CPU: wide 3×3 convs (the head's) through NNPACK's fast-convolution algorithms
     sync_bn: bool = True
     freeze_bn: bool = False
     log_interval: int = 25

@@ -33,7 +33,7 @@ from gald.config import TrainConfig
 from gald.data.build import build_segmentation_data
 from gald.inference import TestProtocol
 from gald.metrics import format_class_row, format_table
-from gald.models import model_from_checkpoint, read_checkpoint
+from gald.models import convert_to_nnpack, model_from_checkpoint, read_checkpoint
 from gald.submission import submission_path, train_ids_to_label_ids, write_label_png
 
 log = logging.getLogger("gald.evaluate")
@@ -84,6 +84,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-val", type=int, default=None, help="synthetic: number of validation images")
     parser.add_argument("--batch-size", type=int, default=1, help="images per batch (same-size images only)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--nnpack", action="store_true",
+                        help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage classifiers")
     parser.add_argument("--method", default="gald", help="row name of the Table 4-style per-class row")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -130,12 +132,14 @@ def evaluate_checkpoint(
     normalization: str | None = None,
     export_dir: str | None = None,
     ckpt: dict | None = None,
+    nnpack: bool = False,
 ) -> dict:
     """Evaluate ``checkpoint`` on the validation split of its training data (or the one given).
 
     With a protocol other than whole-image single-scale, only the final output is evaluated.
     ``export_dir`` receives one PNG per image (labelIds for Cityscapes, train ids otherwise);
-    ``ckpt`` is the checkpoint's content when the caller has already read it.
+    ``ckpt`` is the checkpoint's content when the caller has already read it; ``nnpack`` computes the
+    wide 3×3 convolutions with NNPACK on CPU (:func:`gald.models.convert_to_nnpack`).
     """
     from gald.train import evaluate, output_metrics
 
@@ -147,6 +151,8 @@ def evaluate_checkpoint(
     )  # fmt: skip
     data = build_segmentation_data(cfg)
     model = model_from_checkpoint(ckpt, what=checkpoint).to(device).eval()
+    if nnpack:
+        convert_to_nnpack(model)
     classes = model.head.classifier.out_channels
     if classes != data.num_classes:
         raise ValueError(
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.checkpoint, dataset=args.dataset, data_root=args.data_root, split=args.split, num_val=args.num_val,
         batch_size=args.batch_size, device=args.device, stages=not args.no_stages,
         protocol=protocol_from_args(args, train_crop), normalization=args.normalization, export_dir=args.export_dir,
-        ckpt=ckpt,
+        ckpt=ckpt, nnpack=args.nnpack,
     )  # fmt: skip
     res = results["out"]
     title = f"{args.checkpoint} on {results['dataset']}/{results['split']} ({results['images']} images)"

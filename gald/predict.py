@@ -47,7 +47,7 @@ from gald.evaluate import (
 )
 from gald.images import ImageError, read_image
 from gald.inference import TestProtocol, infer
-from gald.models import model_from_checkpoint, read_checkpoint
+from gald.models import convert_to_nnpack, model_from_checkpoint, read_checkpoint
 from gald.submission import train_ids_to_label_ids, write_label_png
 from gald.viz import default_palette, ld_mask_image, overlay
 
@@ -127,10 +127,14 @@ class Predictor:
         normalization: str | None = None,
         device: str = "cpu",
         ckpt: dict | None = None,
+        nnpack: bool = False,
     ) -> Predictor:
-        """Load ``path`` (or use ``ckpt``, its content when already read)."""
+        """Load ``path`` (or use ``ckpt``, its content when already read); ``nnpack`` computes the wide
+        3×3 convolutions with NNPACK on CPU (:func:`gald.models.convert_to_nnpack`)."""
         ckpt = read_checkpoint(path) if ckpt is None else ckpt
         model = model_from_checkpoint(ckpt, what=str(path)).to(device).eval()
+        if nnpack:
+            convert_to_nnpack(model)
         k = model.head.classifier.out_channels
         classes = list(ckpt.get("classes") or [f"class_{i}" for i in range(k)])
         palette = [tuple(c) for c in ckpt["palette"]] if ckpt.get("palette") else default_palette(k)
@@ -257,6 +261,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None, help="gald checkpoint (default: the shipped synthetic-benchmark model)")
     parser.add_argument("--out", default="predictions", help="output folder")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--nnpack", action="store_true",
+                        help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the prediction")
     parser.add_argument("--label-ids", action="store_true", help="also write dataset label ids (test-server format)")
     parser.add_argument("--ld-masks", action="store_true", help="also write LD-mask images (channel mean and max)")
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size") or [769, 769]
     predictor = Predictor.from_checkpoint(
         checkpoint, protocol=protocol_from_args(args, train_crop), normalization=args.normalization, device=device,
-        ckpt=ckpt,
+        ckpt=ckpt, nnpack=args.nnpack,
     )
     files = find_images(args.inputs)
     log.info("%d images, checkpoint %s (%d classes, %s normalisation), %s", len(files), checkpoint,

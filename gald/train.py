@@ -42,7 +42,7 @@ from gald.engine.loop import LossMeter, non_finite_stop
 from gald.inference import TestProtocol, infer
 from gald.losses import build_criterion
 from gald.metrics import SegmentationMetrics, format_table
-from gald.models import build_model, load_state_dict_checked
+from gald.models import build_model, convert_to_nnpack, load_state_dict_checked
 
 log = logging.getLogger("gald.train")
 
@@ -315,6 +315,10 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if cfg.nnpack and device.type == "cpu":
+        convert_to_nnpack(model)  # parameters shared: the state dict and checkpoints are unchanged
+    elif cfg.nnpack:
+        log.warning("--nnpack applies to CPU training only; %s runs the ordinary convolutions", device)
     model = dist.maybe_sync_batchnorm(model, device, cfg.sync_bn)
     if cfg.freeze_bn:
         freeze_batchnorm(model)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gald.convert_official import convert, gald_to_official, load_official, main
-from gald.models import gald_resnet50, load_model
+from gald.models import NNPACKConv2d, gald_resnet50, load_model
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "official_gald_res50_keys.json").read_text())["keys"]
 
@@ -84,7 +84,17 @@ def test_converted_checkpoints_run_in_predict_and_evaluate(tmp_path):
     convert(str(tmp_path / "official.pth"), str(tmp_path / "gald.pt"), arch="gald_resnet50")
     predictor = Predictor.from_checkpoint(str(tmp_path / "gald.pt"))
     assert predictor.normalization == "bgr_mean" and len(predictor.classes) == 19
-    assert predictor.predict(torch.randint(0, 256, (129, 135, 3), dtype=torch.uint8).numpy()).shape == (129, 135)
+    image = torch.randint(0, 256, (129, 135, 3), dtype=torch.uint8).numpy()
+    pred = predictor.predict(image)
+    assert pred.shape == (129, 135)
     export_cityscapes_layout(tmp_path / "cs", seed=0, counts={"train": 1, "val": 1}, size=(128, 128))
     res = evaluate_checkpoint(str(tmp_path / "gald.pt"), dataset="cityscapes", data_root=str(tmp_path / "cs"), stages=False)
     assert res["images"] == 1 and res["normalization"] == "bgr_mean" and 0 <= res["out"]["mIoU"] <= 100
+
+    # --nnpack: the head's 2048→512, 512→512 and 2560→512 convolutions (and the aux head's) go through NNPACK
+    fast = Predictor.from_checkpoint(str(tmp_path / "gald.pt"), nnpack=True)
+    assert sum(isinstance(m, NNPACKConv2d) for m in fast.model.modules()) == 4
+    assert (fast.predict(image) == pred).mean() > 0.999
+    res_fast = evaluate_checkpoint(str(tmp_path / "gald.pt"), dataset="cityscapes", data_root=str(tmp_path / "cs"),
+                                   stages=False, nnpack=True)  # fmt: skip
+    assert res_fast["out"]["mIoU"] == pytest.approx(res["out"]["mIoU"], abs=0.5)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import gald.models
 from gald import train
 from gald.config import TrainConfig, model_config
 from gald.engine.checkpoint import load_checkpoint
@@ -197,3 +198,22 @@ def test_torchrun_two_processes_trains_end_to_end(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["world_size"] == 2
+
+
+def test_nnpack_training_converts_the_head_and_keeps_checkpoint_keys(tmp_path, monkeypatch):
+    converted = []
+
+    def convert(model):  # the tiny head is under the default width: convert it anyway
+        gald.models.convert_to_nnpack(model, min_channels=16)
+        converted.extend(n for n, m in model.named_modules() if isinstance(m, gald.models.NNPACKConv2d))
+        return model
+
+    monkeypatch.setattr(train, "convert_to_nnpack", convert)
+    train.main(_cfg(tmp_path, name="nnpack", iterations=2, stage_iterations=0, nnpack=True))
+    train.main(_cfg(tmp_path, name="plain", iterations=2, stage_iterations=0))
+    assert converted
+    fast = load_checkpoint(tmp_path / "nnpack" / "model.pt")["model"]
+    plain = load_checkpoint(tmp_path / "plain" / "model.pt")["model"]
+    assert fast.keys() == plain.keys()
+    for k in fast:  # same seed, same data: only the convolution algorithm's rounding differs
+        torch.testing.assert_close(fast[k], plain[k], atol=1e-3, rtol=1e-3, msg=k)

@@ -21,6 +21,7 @@ from .context import (
 from .fuse import count_batch_norms, fuse_conv_bn, optimize_for_inference
 from .heads import ARRANGEMENTS, AuxHead, GALDBlock, GALDHead
 from .ld import LD_DOWNSAMPLING, LocalDistribution
+from .nnpack import NNPACKConv2d, convert_to_nnpack, nnpack_available
 from .segmentor import (
     MODELS,
     GALDNet,
@@ -45,12 +46,14 @@ __all__ = [
     "LD_DOWNSAMPLING",
     "LocalDistribution",
     "MODELS",
+    "NNPACKConv2d",
     "NonLocal2d",
     "PSPModule",
     "ResNetBackbone",
     "build_backbone",
     "build_ga",
     "build_model",
+    "convert_to_nnpack",
     "count_batch_norms",
     "fuse_conv_bn",
     "gald_resnet101",
@@ -60,6 +63,7 @@ __all__ = [
     "load_model",
     "load_state_dict_checked",
     "model_from_checkpoint",
+    "nnpack_available",
     "optimize_for_inference",
     "read_checkpoint",
     "resnet101",
