@@ -4,15 +4,19 @@ import copy
 
 import pytest
 import torch
+from test_fuse import SIZES, _randomise
 from torch import nn
 from torch.nn import functional as F
 
 from gald.models import gald_tiny
 from gald.models import nnpack as nnp
 from gald.models.fuse import optimize_for_inference
-from gald.models.nnpack import NNPACKConv2d, convert_to_nnpack, nnpack_available, nnpack_eligible
-
-from test_fuse import SIZES, _randomise
+from gald.models.nnpack import (
+    NNPACKConv2d,
+    convert_to_nnpack,
+    nnpack_available,
+    nnpack_eligible,
+)
 
 
 def _close(actual, expected, *, scale_tol=1e-4):
@@ -63,7 +67,7 @@ def test_from_conv_shares_parameters_and_state_dict_keys():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(padding=2, dilation=2), dict(stride=2, padding=1), dict(padding=0), dict(padding=1, groups=2)],
+    [{"padding": 2, "dilation": 2}, {"stride": 2, "padding": 1}, {"padding": 0}, {"padding": 1, "groups": 2}],
 )
 def test_ineligible_convolutions_are_refused(kwargs):
     conv = nn.Conv2d(4, 4, 3, **kwargs)
