@@ -1,7 +1,7 @@
 """Fast-convolution execution of wide 3×3 convolutions on CPU through NNPACK; the network is unchanged.
 
 The GALD head's 3×3 convolutions (``conva`` 2048→512, ``convb`` 512→512 and the bottleneck
-2560→512, all at 1/8 resolution) are about half the eval FLOPs of GALD-Net ResNet-50. A direct
+2560→512, all at 1/8 resolution) are 47.5 % of the eval FLOPs of GALD-Net ResNet-50 at 513². A direct
 convolution (oneDNN) spends 2·C_in·C_out·9 multiply-adds per output pixel; NNPACK, which ships
 inside PyTorch's x86 and ARM CPU builds, computes the same convolution with fast-convolution
 algorithms (Winograd or FFT tiles, chosen by NNPACK from the output size) that need several times
