@@ -1,7 +1,7 @@
 """Write the synthetic street-scene benchmark to disk in the Cityscapes layout.
 
     python data_scripts/make_synthetic.py --out data/synthetic [--seed 0] [--train 400 --val 100 --test 100]
-        [--height 128 --width 256] [--force]
+        [--height 128 --width 256] [--version 1] [--force]
 
 Read it back with ``CityscapesSegmentation(DIR, label_map=synthetic_label_map())``. The logic lives in
 ``gald.data.synthetic.export_cityscapes_layout``; see docs/synthetic.md.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from gald.data.synthetic import export_cityscapes_layout
+from gald.data.synthetic import GENERATOR_VERSION, GENERATOR_VERSIONS, export_cityscapes_layout
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", type=int, default=100, help="test images")
     parser.add_argument("--height", type=int, default=128, help="image height")
     parser.add_argument("--width", type=int, default=256, help="image width")
+    parser.add_argument("--version", type=int, default=GENERATOR_VERSION, choices=GENERATOR_VERSIONS,
+                        help="benchmark version (docs/synthetic.md)")
     parser.add_argument("--force", action="store_true", help="overwrite files whose content differs")
     return parser
 
@@ -34,6 +36,7 @@ def main(args: argparse.Namespace) -> dict[str, int]:
         seed=args.seed,
         counts={"train": args.train, "val": args.val, "test": args.test},
         size=(args.height, args.width),
+        version=args.version,
         force=args.force,
     )
 

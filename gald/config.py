@@ -55,6 +55,7 @@ class TrainConfig(RunConfig):
     num_train: int = 400
     num_val: int = 100
     data_seed: int = 0
+    synthetic_version: int = 1  # the synthetic benchmark's version (gald.data.synthetic.GENERATOR_VERSIONS)
     crop_size: list[int] = field(default_factory=lambda: [128, 256])
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     flip: bool = True
@@ -65,6 +66,8 @@ class TrainConfig(RunConfig):
     block: str = "gald"
     ld_downsample: str = "dwconv"
     d: int = 8
+    ld_last_norm: bool | None = None  # None: the mode's choice (see gald.models.ld.PAPER_LD)
+    ld_zero_init: bool | None = None  # None: the mode's choice
     ga_downsample: bool = True
     output_stride: int = 8
     mode: str = "paper"
@@ -194,7 +197,8 @@ def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     """The ``build_model`` config of a training config."""
     model = {
         "arch": cfg.arch, "num_classes": num_classes, "ga": cfg.ga, "block": cfg.block,
-        "ld_downsample": cfg.ld_downsample, "d": cfg.d, "ga_downsample": cfg.ga_downsample,
+        "ld_downsample": cfg.ld_downsample, "d": cfg.d, "ld_last_norm": cfg.ld_last_norm,
+        "ld_zero_init": cfg.ld_zero_init, "ga_downsample": cfg.ga_downsample,
         "output_stride": cfg.output_stride, "mode": cfg.mode, "stage_classifiers": cfg.stage_classifiers,
         "head_channels": cfg.head_channels, "aux_channels": cfg.aux_channels,
         "pretrained_backbone": cfg.pretrained_backbone,

@@ -415,6 +415,7 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         "stages": {name: results[name] for name in results if name != "out"},
         "stage_finetune_loss": stage_losses[-1] if stage_losses else None,
         "skipped_images": data.skipped,
+        "history": history,
         "device": str(device),
         "world_size": world,
         "torch": torch.__version__,

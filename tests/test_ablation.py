@@ -58,3 +58,95 @@ def test_decision_rule():
     assert ablation.compare(a, _stat([59.0, 60.5, 62.0]))[2] == "not resolved"
     assert ablation.compare(_stat([1.0]), _stat([2.0]))[2] == "too few seeds"
     assert math.isnan(_stat([1.0]).std)
+
+
+# ---------------------------------------------------------------------------------------------- v2
+
+def _runner_v2():
+    spec = importlib.util.spec_from_file_location("ablation_v2_runner", ROOT / "benchmarks" / "ablation_v2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _prereg(tmp_path, **changes):
+    plan = {"arms": list(ablation.V2_ARMS), "seeds": [0, 1], "threads": 1,
+            "schedule": {k: ablation.V2_BENCHMARK[k] for k in ("iterations", "d", "synthetic_version")},
+            "sesoi": {"mIoU": 1.0, "small_mIoU": 1.0, "context_mIoU": 1.0}, **changes}
+    path = tmp_path / "prereg.md"
+    path.write_text("# test plan\n\n## Plan\n\n```json\n" + json.dumps(plan) + "\n```\n")
+    return str(path)
+
+
+def test_v2_smoke_grid_records_identity_curves_and_ld_effect_then_analyses(tmp_path):
+    runner = _runner_v2()
+    prereg = _prereg(tmp_path)
+    args = ["--results", str(tmp_path / "cells_root"), "--prereg", prereg, "--smoke"]
+    assert runner.main(["run", *args, "--work-dir", str(tmp_path / "runs")]) == 0
+    cells = {(c["variant"], c["seed"]): c for c in ablation.load_cells(str(tmp_path / "cells_root"))}
+    assert set(cells) == {(a, s) for a in ("fcn", "cgnl", "cgnl+ld") for s in (0, 1)}
+    gald = cells[("cgnl+ld", 0)]
+    assert gald["identity"]["benchmark"] == "v2-smoke" and len(gald["identity"]["preregistration"]) == 16
+    assert gald["threads"] == 1 and gald["config"]["synthetic_version"] == 2 and gald["config"]["d"] == 2
+    assert gald["loss_step5"] is not None and gald["curves"]["val"]
+    assert set(gald["ld_effect"]) == {"spatial_mean", "zero"} and "ld_effect" not in cells[("cgnl", 0)]
+    result = runner.analyse(runner.parse_args(["analyse", *args]))
+    rows = {r["key"]: r for r in result["claims"]}
+    assert rows["gald-vs-ga"]["n"] == 2 and rows["gald-vs-ga"]["verdict"] in ("supported", "contradicted", "equivalent", "inconclusive")
+    assert rows["gald-vs-ldga"]["verdict"] == "not run"
+    assert "passed" in result["manipulation_check"]
+    md = (tmp_path / "cells_root" / "ablation_v2.md").read_text()
+    assert "GALD beats GA on mIoU" in md and "manipulation check" in md
+
+
+def test_v2_grid_refuses_cells_of_another_identity(tmp_path, capsys):
+    runner = _runner_v2()
+    root = tmp_path / "cells_root"
+    (root / "cells").mkdir(parents=True)
+    (root / "cells" / "fcn-s0.json").write_text(json.dumps({"variant": "fcn", "seed": 0, "identity": {"benchmark": "v1"}}))
+    args = ["run", "--results", str(root), "--prereg", _prereg(tmp_path), "--smoke", "--work-dir", str(tmp_path / "r")]
+    with pytest.raises(ablation.MixedGridError, match="fcn-s0.json.*never mixed"):
+        runner.main(args)
+
+
+def test_v2_plan_must_match_the_code(tmp_path):
+    runner = _runner_v2()
+    with pytest.raises(ValueError, match="schedule differs"):
+        runner.read_plan(_prereg(tmp_path, schedule={"iterations": 1}))
+    bad = tmp_path / "bad.md"
+    bad.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no ```json block"):
+        runner.read_plan(str(bad))
+
+
+def test_shards_partition_the_grid():
+    runner = _runner_v2()
+    arms, seeds = ["a", "b", "c"], [0, 1, 2]
+    parts = [runner.shard_cells(arms, seeds, (i, 2)) for i in range(2)]
+    assert sorted(parts[0] + parts[1]) == sorted((a, s) for a in arms for s in seeds)
+    assert not set(parts[0]) & set(parts[1])
+
+
+def test_a_seed_fixes_data_order_and_backbone_init_across_arms(tmp_path):
+    """Train every v2 arm 1 step at lr 0: the saved backbones are identical, and so is the first batch."""
+    import torch
+
+    from gald import train
+    from gald.data.build import build_segmentation_data
+    from gald.models import load_model
+
+    smoke = dict(iterations=1, num_train=4, num_val=2, crop_size=[48, 64], batch_size=2, ohem_min_kept=200,
+                 depths=[1, 1, 1, 1], widths=[8, 8, 16, 16], head_channels=16, aux_channels=16, lr=0.0,
+                 weight_decay=0.0, momentum=0.0)
+    backbones, batches = {}, {}
+    for arm in ("fcn", "cgnl", "cgnl+ld", "parallel"):
+        cfg = ablation.cell_config(arm, 3, output_dir=str(tmp_path), overrides=dict(ablation.V2_BENCHMARK, **smoke))
+        train.main(cfg)
+        backbones[arm] = load_model(tmp_path / cfg.name / "model.pt").backbone.state_dict()
+        batches[arm] = next(build_segmentation_data(cfg).train_batches())[0]
+    ref = backbones.pop("fcn")
+    for arm, state in backbones.items():
+        for k, v in ref.items():
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+                assert torch.equal(v, state[k]), (arm, k)
+    assert all(torch.equal(batches["fcn"], b) for b in batches.values())

@@ -299,8 +299,10 @@ def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> Segme
     val_batch = cfg.eval_batch_size
     if cfg.dataset == "synthetic":
         size = crop
-        train_set = SyntheticScenes(split="train", num_images=cfg.num_train, seed=cfg.data_seed, size=size)
-        val_set = SyntheticScenes(split="val", num_images=cfg.num_val, seed=cfg.data_seed, size=size, transform=ToTensorNormalize(bgr_mean=bgr))
+        version = cfg.synthetic_version
+        train_set = SyntheticScenes(split="train", num_images=cfg.num_train, seed=cfg.data_seed, size=size, version=version)
+        val_set = SyntheticScenes(split="val", num_images=cfg.num_val, seed=cfg.data_seed, size=size, version=version,
+                                  transform=ToTensorNormalize(bgr_mean=bgr))
         names, palette, num_classes = list(synthetic.CLASSES), list(synthetic.PALETTE), synthetic.NUM_CLASSES
         small, large = synthetic.SMALL_CLASSES, synthetic.LARGE_CLASSES
         val_items: Dataset = _WithInstances(val_set)

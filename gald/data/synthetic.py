@@ -47,6 +47,7 @@ __all__ = [
     "CLASSES",
     "CONTEXT_CLASSES",
     "GENERATOR_VERSION",
+    "GENERATOR_VERSIONS",
     "IGNORE_INDEX",
     "LABEL_IDS",
     "LARGE_CLASSES",
@@ -91,7 +92,35 @@ THING_CLASSES = (5, 6, 7, 8)
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_COUNTS = {"train": 400, "val": 100, "test": 100}
 #: bump when a change to the generator changes any pixel for a given (seed, split, index, size).
+#: Benchmark versions :func:`make_scene` can draw (``version=``); v1 stays bit-identical so that
+#: results measured on it stay reproducible.
+GENERATOR_VERSIONS = (1, 2)
+#: The version drawn when none is named (the shipped models and the default config are still v1's).
 GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class _Objects:
+    """Small-pattern sizes (px at 128×256), vegetation scale and camouflage rate of one version."""
+
+    pole_w: tuple[int, int]  # integer width range, inclusive
+    sign: tuple[float, float]  # side
+    person_h: tuple[float, float]  # height, far → near
+    person_w: tuple[float, float]  # width, far → near
+    camouflage: float  # share of persons painted in their ground's colours, outlined
+    vegetation: float = 1.0  # radius factor of trees and bushes
+
+
+_OBJECTS = {
+    # v1: thin poles and tiny persons, most of them below what an output stride of 8 can resolve.
+    1: _Objects(pole_w=(2, 3), sign=(5, 10), person_h=(8, 16), person_w=(3, 7), camouflage=0.0),
+    # v2: small patterns one to two 16-px LD cells (d = 2) across, so an OS-8 model can represent
+    # them; vegetation, a large-pattern class, spans several cells; and half the persons wear the
+    # ground's colours: globally aggregated ground features then speak against them, while the
+    # outline and silhouette, local evidence, are there for every model alike.
+    2: _Objects(pole_w=(16, 20), sign=(22, 28), person_h=(32, 46), person_w=(16, 22), camouflage=0.5,
+                vegetation=1.5),
+}
 
 ROAD, TERRAIN, BUILDING, VEGETATION, SKY, POLE, SIGN, PERSON, CAR = range(9)
 
@@ -276,7 +305,8 @@ def _draw_ground(c: _Canvas, rng: np.random.Generator, cue: str, horizon: int, s
 
 
 def _draw_vegetation(
-    c: _Canvas, rng: np.random.Generator, sky_bottom: int, horizon: int, sx: float, sy: float, foliage: np.ndarray
+    c: _Canvas, rng: np.random.Generator, sky_bottom: int, horizon: int, sx: float, sy: float, foliage: np.ndarray,
+    scale: float = 1.0,
 ) -> None:
     gap = horizon - sky_bottom
     blobs = []
@@ -285,7 +315,7 @@ def _draw_vegetation(
     for _ in range(int(rng.integers(1, 6))):  # bushes at the ground edge
         blobs.append((horizon + rng.uniform(-4, 3) * sy, rng.uniform(4, 9)))
     for cy, radius in blobs:
-        r = radius * sy
+        r = radius * sy * scale
         cx = rng.uniform(0, c.w)
         k = int(rng.integers(2, 5))
         offs = rng.uniform(-0.6, 0.6, (k, 2)) * np.array([r * 0.6, r * (sx / sy)])
@@ -309,7 +339,7 @@ def _draw_vegetation(
         c.paint(y0, x0, mask, block, VEGETATION)
 
 
-def _pole_and_sign(c: _Canvas, rng: np.random.Generator, obj: dict, sx: float, sy: float) -> None:
+def _pole_and_sign(c: _Canvas, rng: np.random.Generator, obj: dict, sx: float, sy: float, p: _Objects) -> None:
     pw, x, base, top = obj["w"], obj["x"], obj["base"], obj["top"]
     grey = rng.uniform(55.0, 110.0)
     shade = np.linspace(1.15, 0.8, pw, dtype=np.float32)
@@ -317,7 +347,7 @@ def _pole_and_sign(c: _Canvas, rng: np.random.Generator, obj: dict, sx: float, s
     c.paint(top, x, np.ones((base - top, pw), bool), block, POLE, c.new_instance(POLE))
     if not obj["sign"]:
         return
-    s = max(2, round(rng.uniform(5, 10) * min(sx, sy)))
+    s = max(2, round(rng.uniform(*p.sign) * min(sx, sy)))
     shape = int(rng.integers(0, 3))
     if shape == 0:  # square
         mask = np.ones((s, s), bool)
@@ -332,14 +362,32 @@ def _pole_and_sign(c: _Canvas, rng: np.random.Generator, obj: dict, sx: float, s
     c.paint(sy0, sx0, mask, colour, SIGN, c.new_instance(SIGN))
 
 
-def _person(c: _Canvas, rng: np.random.Generator, obj: dict) -> None:
+def _person(c: _Canvas, rng: np.random.Generator, obj: dict, p: _Objects) -> None:
     ph, pw, foot, x = obj["h"], obj["w"], obj["base"], obj["x"]
     mask = _disc(ph, pw)
     colour = _uniform_rgb(rng, ((180, 240), (10, 60), (40, 90)))
     legs = np.where(np.arange(ph) >= round(0.65 * ph), 0.7, 1.0).astype(np.float32)
     head = np.where(np.arange(ph) < max(1, round(0.2 * ph)), 1.12, 1.0).astype(np.float32)
     block = colour[None, None, :] * (legs * head)[:, None, None] * np.ones((1, pw, 1), np.float32)
+    if p.camouflage and rng.random() < p.camouflage:
+        block = _camouflage(c, foot - ph, x, mask)
     c.paint(foot - ph, x, mask, block, PERSON, c.new_instance(PERSON))
+
+
+def _camouflage(c: _Canvas, y0: int, x0: int, mask: np.ndarray) -> np.ndarray:
+    """A person's pixels in the colours of what lies under it, with a dark 1-px outline.
+
+    The body is the canvas itself shifted by half the person's width — the ground's texture, tint
+    and brightness ramp — so only the outline and the silhouette tell it apart locally.
+    """
+    mh, mw = mask.shape
+    ys = np.clip(np.arange(y0, y0 + mh), 0, c.h - 1)
+    xs = np.clip(np.arange(x0, x0 + mw) + mw // 2, 0, c.w - 1)
+    block = c.image[ys[:, None], xs[None, :]].copy()
+    inner = np.zeros_like(mask)
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    block[mask & ~inner] *= 0.35
+    return block
 
 
 def _car(c: _Canvas, rng: np.random.Generator, obj: dict) -> None:
@@ -367,7 +415,7 @@ def _car(c: _Canvas, rng: np.random.Generator, obj: dict) -> None:
 
 
 def _sample_objects(
-    rng: np.random.Generator, h: int, w: int, sky_bottom: int, horizon: int, sx: float, sy: float
+    rng: np.random.Generator, h: int, w: int, sky_bottom: int, horizon: int, sx: float, sy: float, p: _Objects
 ) -> list[dict]:
     """Poles (+ signs), persons and cars with their foot rows; sorted far → near."""
     ground = h - horizon
@@ -380,14 +428,14 @@ def _sample_objects(
     n_poles = int(rng.integers(2, 7))
     n_signs = min(int(rng.integers(1, 5)), n_poles)
     for i in range(n_poles):
-        pw = max(1, round(int(rng.integers(2, 4)) * sx))
+        pw = max(1, round(int(rng.integers(p.pole_w[0], p.pole_w[1] + 1)) * sx))
         base = int(rng.integers(horizon + max(1, round(2 * sy)), horizon + max(2, round(0.6 * ground)) + 1))
         top = int(rng.integers(sky_bottom + max(1, round(2 * sy)), horizon - max(2, round(10 * sy)) + 1))
         objs.append(dict(kind="pole", base=base, top=top, w=pw, x=int(rng.integers(0, w - pw + 1)), sign=i < n_signs))
     for _ in range(int(rng.integers(2, 9))):
         foot = int(rng.integers(horizon + max(1, round(3 * sy)), h + 1))
-        ph = max(3, round(depth_size(foot, 8, 16) * sy))
-        pw = max(1, min(round(depth_size(foot, 3, 7) * sx), ph - 1))
+        ph = max(3, round(depth_size(foot, *p.person_h) * sy))
+        pw = max(1, min(round(depth_size(foot, *p.person_w) * sx), ph - 1))
         objs.append(dict(kind="person", base=foot, h=ph, w=pw, x=int(rng.integers(0, w - pw + 1))))
     for _ in range(int(rng.integers(1, 5))):
         bottom = int(rng.integers(horizon + round(8 * sy), h + max(1, round(3 * sy)) + 1))
@@ -410,6 +458,7 @@ def make_scene(
     split: str = "train",
     size: tuple[int, int] = (128, 256),
     cue: str | None = None,
+    version: int = GENERATOR_VERSION,
 ) -> Scene:
     """Generate scene ``index`` of ``split`` — a pure function of its arguments.
 
@@ -421,6 +470,9 @@ def make_scene(
         cue: ``None`` (the benchmark: drawn, day with probability 0.5), or ``"day"``/``"dusk"`` to
             force it — a counterfactual twin of the same scene: every pixel outside the sky is
             identical, only the sky colours and the ground label (road ↔ terrain) change.
+        version: benchmark version, one of :data:`GENERATOR_VERSIONS` (``docs/synthetic.md``):
+            1 — thin poles and tiny persons; 2 — small patterns about 16 px across and half
+            the persons camouflaged in their ground's colours.
 
     Returns:
         The :class:`Scene`.
@@ -432,6 +484,9 @@ def make_scene(
         code = SPLITS[split]
     except KeyError:
         raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}") from None
+    if version not in _OBJECTS:
+        raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
+    p = _OBJECTS[version]
     h, w = (int(size[0]), int(size[1]))
     if h < 32 or w < 32:
         raise ValueError(f"synthetic scenes need at least 32×32 pixels, got {size}")
@@ -455,12 +510,12 @@ def make_scene(
     _draw_buildings(c, rng, sky_bottom, horizon, sx, sy)
     _draw_ground(c, rng, cue, horizon, sx, sy)
     foliage = _smooth_noise(rng, h, w, 2.5 * sy, 2.5 * sx)
-    _draw_vegetation(c, rng, sky_bottom, horizon, sx, sy, foliage)
-    for obj in _sample_objects(rng, h, w, sky_bottom, horizon, sx, sy):
+    _draw_vegetation(c, rng, sky_bottom, horizon, sx, sy, foliage, p.vegetation)
+    for obj in _sample_objects(rng, h, w, sky_bottom, horizon, sx, sy, p):
         if obj["kind"] == "pole":
-            _pole_and_sign(c, rng, obj, sx, sy)
+            _pole_and_sign(c, rng, obj, sx, sy, p)
         elif obj["kind"] == "person":
-            _person(c, rng, obj)
+            _person(c, rng, obj, p)
         else:
             _car(c, rng, obj)
 
@@ -507,6 +562,7 @@ class SyntheticScenes(torch.utils.data.Dataset):
         num_images: images in the split; default 400 / 100 / 100.
         seed: benchmark seed.
         size: ``(height, width)`` of every image.
+        version: benchmark version (:data:`GENERATOR_VERSIONS`).
         transform: joint transform ``(image, label) -> (image, label)``; default
             :class:`~gald.data.transforms.ToTensorNormalize` (ImageNet statistics).
 
@@ -526,8 +582,11 @@ class SyntheticScenes(torch.utils.data.Dataset):
         num_images: int | None = None,
         seed: int = 0,
         size: tuple[int, int] = (128, 256),
+        version: int = GENERATOR_VERSION,
         transform: Callable | None = None,
     ) -> None:
+        if version not in GENERATOR_VERSIONS:
+            raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
         if split not in SPLITS:
             raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}")
         self.split = split
@@ -536,6 +595,7 @@ class SyntheticScenes(torch.utils.data.Dataset):
             raise ValueError(f"num_images must be >= 0, got {num_images}")
         self.seed = int(seed)
         self.size = (int(size[0]), int(size[1]))
+        self.version = int(version)
         self.transform = ToTensorNormalize() if transform is None else transform
 
     def __len__(self) -> int:
@@ -548,7 +608,7 @@ class SyntheticScenes(torch.utils.data.Dataset):
 
     def scene(self, i: int) -> Scene:
         """The full :class:`Scene` (image, labels, instances, cue) of image ``i``."""
-        return make_scene(self.seed, self._check_index(i), split=self.split, size=self.size)
+        return make_scene(self.seed, self._check_index(i), split=self.split, size=self.size, version=self.version)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Untransformed ``(image (H, W, 3) uint8, label (H, W) uint8)``."""
@@ -561,7 +621,8 @@ class SyntheticScenes(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"SyntheticScenes(split={self.split!r}, num_images={self.num_images}, seed={self.seed}, size={self.size})"
+            f"SyntheticScenes(split={self.split!r}, num_images={self.num_images}, seed={self.seed}, size={self.size}, "
+            f"version={self.version})"
         )
 
 
@@ -631,6 +692,7 @@ def export_cityscapes_layout(
     seed: int = 0,
     counts: Mapping[str, int] | None = None,
     size: tuple[int, int] = (128, 256),
+    version: int = GENERATOR_VERSION,
     force: bool = False,
 ) -> dict[str, int]:
     """Write the benchmark to disk in the Cityscapes layout (city name ``synth``).
@@ -650,6 +712,7 @@ def export_cityscapes_layout(
         seed: benchmark seed.
         counts: images per split; default ``{"train": 400, "val": 100, "test": 100}``.
         size: ``(height, width)``.
+        version: benchmark version (:data:`GENERATOR_VERSIONS`).
         force: overwrite files whose content differs.
 
     Returns:
@@ -663,7 +726,9 @@ def export_cityscapes_layout(
             raise ValueError(f"count for {split!r} must be >= 0, got {n}")
     root = Path(out_dir)
     h, w = int(size[0]), int(size[1])
-    settings = {"version": GENERATOR_VERSION, "seed": int(seed), "size": [h, w], "counts": counts}
+    if version not in GENERATOR_VERSIONS:
+        raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
+    settings = {"version": int(version), "seed": int(seed), "size": [h, w], "counts": counts}
     meta_path = root / "synthetic.json"
     if meta_path.exists() and not force:
         try:
@@ -684,7 +749,7 @@ def export_cityscapes_layout(
         gt_dir = root / "gtFine" / split / "synth"
         cues[split] = []
         for index in range(n):
-            scene = make_scene(seed, index, split=split, size=(h, w))
+            scene = make_scene(seed, index, split=split, size=(h, w), version=version)
             cues[split].append(scene.cue)
             stem = f"synth_{index:06d}_000019"
             for kind, array in cityscapes_encodings(scene).items():

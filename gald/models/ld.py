@@ -15,9 +15,16 @@ from torch.nn import functional as F
 
 from .layers import ConvNormAct, NormLayer, resize
 
-__all__ = ["LocalDistribution", "LD_DOWNSAMPLING"]
+__all__ = ["LocalDistribution", "LD_DOWNSAMPLING", "LD_INTERVENTIONS", "PAPER_LD"]
 
 LD_DOWNSAMPLING = ("dwconv", "bilinear", "avgpool")
+
+#: What :attr:`LocalDistribution.intervention` may replace ``M`` by (see :mod:`gald.ld_effect`):
+#: its per-image, per-channel spatial mean (keeps the scale, removes the spatial information), or 0.
+LD_INTERVENTIONS = ("spatial_mean", "zero")
+
+#: Paper mode's LD design (decided from gradient health alone: docs/ld.md, benchmarks/results/ld_diagnosis.md).
+PAPER_LD = {"last_norm": True, "zero_init": False}
 
 
 class LocalDistribution(nn.Module):
@@ -34,6 +41,11 @@ class LocalDistribution(nn.Module):
         bias: bias of the depth-wise convs (the authors' convs have one).
         last_activation: ReLU after the last depth-wise conv as well. The authors apply it, which
             keeps ``M`` in [0.5, 1]; paper mode omits it so ``M`` spans (0, 1) as Eq. (1) reads.
+        last_norm: normalise the last depth-wise conv's output (the authors do). Without it the last
+            conv gets a bias instead, so that ``σ`` sees ``W_d F_GA`` itself as Eq. (1) writes.
+        zero_init: start the last depth-wise conv (weights and bias) at zero, so that ``M = 0.5``
+            everywhere at initialisation: LD starts spatially inert and any spatial structure of
+            ``M`` is learned. Needs ``last_norm=False``.
         norm_layer: normalisation callable.
         align_corners: of the bilinear upsampling of the mask.
 
@@ -50,29 +62,40 @@ class LocalDistribution(nn.Module):
         padding: bool = True,
         bias: bool = False,
         last_activation: bool = False,
+        last_norm: bool = True,
+        zero_init: bool = False,
         norm_layer: NormLayer = nn.BatchNorm2d,
         align_corners: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(d, int) or d < 2 or d & (d - 1):
             raise ValueError(f"LD downsampling rate d must be a power of two >= 2 (2, 4, 8, 16, ...), got {d!r}")
+        if zero_init and last_norm:
+            raise ValueError("zero_init needs last_norm=False (a norm after a zero conv divides by zero variance)")
         if downsample not in LD_DOWNSAMPLING:
             raise ValueError(f"unknown LD downsampling {downsample!r}; valid names: {list(LD_DOWNSAMPLING)}")
         self.d = d
         self.mode = downsample
         self.padding = padding
         self.align_corners = align_corners
+        self.intervention: str | None = None  # set through gald.ld_effect.ld_intervention
         if downsample == "dwconv":
             n = int(math.log2(d))
+            last = n - 1
             self.convs = nn.Sequential(
                 *(
                     ConvNormAct(
                         channels, channels, 3, stride=2, padding=1 if padding else 0, groups=channels,
-                        bias=bias, norm_layer=norm_layer, activation=(i < n - 1) or last_activation,
+                        bias=bias or (i == last and not last_norm),
+                        norm_layer=norm_layer if (i < last or last_norm) else None,
+                        activation=(i < last) or last_activation,
                     )
                     for i in range(n)
                 )
             )
+            if zero_init:
+                nn.init.zeros_(self.convs[-1][0].weight)
+                nn.init.zeros_(self.convs[-1][0].bias)
         else:
             self.convs = None
 
@@ -102,8 +125,19 @@ class LocalDistribution(nn.Module):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. (1): ``M = σ(upsample(W_d x))`` with values in [0, 1]."""
-        return torch.sigmoid(resize(self.downsample(x), x.shape[-2:], self.align_corners))
+        """Eq. (1): ``M = σ(upsample(W_d x))`` with values in [0, 1].
+
+        Under an :attr:`intervention` the mask is replaced: ``"spatial_mean"`` by its per-image,
+        per-channel spatial mean, ``"zero"`` by 0 (so Eq. 2 returns ``x``).
+        """
+        m = torch.sigmoid(resize(self.downsample(x), x.shape[-2:], self.align_corners))
+        if self.intervention is None:
+            return m
+        if self.intervention == "spatial_mean":
+            return m.mean(dim=(-2, -1), keepdim=True).expand_as(m)
+        if self.intervention == "zero":
+            return torch.zeros_like(m)
+        raise ValueError(f"unknown LD intervention {self.intervention!r}; valid: {list(LD_INTERVENTIONS)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. (2): ``M ⊙ x + x``."""

@@ -27,6 +27,7 @@ from torch import nn
 from .backbones import ResNetBackbone, build_backbone
 from .heads import AuxHead, GALDHead
 from .layers import NormLayer, check_image_batch, resize
+from .ld import PAPER_LD
 
 __all__ = ["GALDNet", "gald_resnet50", "gald_resnet101", "gald_tiny", "MODELS", "build_model"]
 
@@ -94,8 +95,10 @@ class GALDNet(nn.Module):
 def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwargs: Any) -> GALDNet:
     """The body shared by the builders: ``args`` are the builder's arguments (its ``locals()``)."""
     _check_mode(args["mode"])
-    config = {"arch": arch, **{k: v for k, v in args.items() if _plain(v)}}
     official = args["mode"] == "official"
+    ld_options = _ld_options(args["ld_last_norm"], args["ld_zero_init"], official)
+    # resolved, so that a checkpoint rebuilds the same LD whatever the mode's default becomes
+    config = {"arch": arch, **{k: v for k, v in args.items() if _plain(v)}, **ld_options}
     norm_layer = args["norm_layer"]
     backbone = build_backbone(
         backbone_name, output_stride=args["output_stride"], mode=args["mode"],
@@ -118,6 +121,7 @@ def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwarg
         ga_downsample=args["ga_downsample"],
         ld_downsample=args["ld_downsample"],
         d=args["d"],
+        **ld_options,
         padding=not official,
         bias=official,
         ld_last_activation=official,
@@ -134,6 +138,20 @@ def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwarg
     return model
 
 
+def _ld_options(last_norm: bool | None, zero_init: bool | None, official: bool) -> dict[str, bool]:
+    """LD's design for a mode: official mode is the authors' (fixed); paper mode defaults to
+    :data:`~gald.models.ld.PAPER_LD` and accepts explicit choices (for the diagnosis)."""
+    if official:
+        if last_norm is False or zero_init:
+            raise ValueError("official mode is the authors' network (LD's last conv normalised, default init); "
+                             "ld_last_norm / ld_zero_init need mode='paper'")
+        return {"ld_last_norm": True, "ld_zero_init": False}
+    return {
+        "ld_last_norm": PAPER_LD["last_norm"] if last_norm is None else bool(last_norm),
+        "ld_zero_init": PAPER_LD["zero_init"] if zero_init is None else bool(zero_init),
+    }
+
+
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes: {list(MODES)}")
@@ -146,6 +164,8 @@ def gald_resnet50(
     block: str = "gald",
     ld_downsample: str = "dwconv",
     d: int = 8,
+    ld_last_norm: bool | None = None,
+    ld_zero_init: bool | None = None,
     ga_downsample: bool = True,
     output_stride: int = 8,
     mode: str = "paper",
@@ -168,6 +188,10 @@ def gald_resnet50(
             ``"ld"``, ``"none"``).
         ld_downsample: ``"dwconv"``, ``"bilinear"`` or ``"avgpool"`` (Table 1(e)).
         d: LD downsampling rate, a power of two.
+        ld_last_norm: normalisation on LD's last depth-wise conv; ``None``: the mode's choice
+            (official: yes, as the authors; paper: ``PAPER_LD["last_norm"]``, see :mod:`gald.models.ld`).
+        ld_zero_init: LD's last conv starts at zero (``M = 0.5``); ``None``: the mode's choice
+            (official: no; paper: ``PAPER_LD["zero_init"]``).
         ga_downsample: the stride-2 depth-wise conv before GA (Section 3.2).
         output_stride: 8 (paper) or 16.
         mode: ``"paper"`` or ``"official"`` (see the module docstring).
@@ -200,6 +224,8 @@ def gald_resnet101(
     block: str = "gald",
     ld_downsample: str = "dwconv",
     d: int = 8,
+    ld_last_norm: bool | None = None,
+    ld_zero_init: bool | None = None,
     ga_downsample: bool = True,
     output_stride: int = 8,
     mode: str = "paper",
@@ -224,6 +250,8 @@ def gald_tiny(
     block: str = "gald",
     ld_downsample: str = "dwconv",
     d: int = 8,
+    ld_last_norm: bool | None = None,
+    ld_zero_init: bool | None = None,
     ga_downsample: bool = True,
     output_stride: int = 8,
     mode: str = "paper",

@@ -1,0 +1,103 @@
+"""Calibrate benchmark v2 on the FCN and GA arms only (issue #14, milestone 4).
+
+Two parts, both written to ``benchmarks/results/calibration_v2.{md,json}``:
+
+* **generator** (no training): the OS-8 oracle's small-pattern mIoU (the ground truth averaged
+  over 8×8 blocks, upsampled bilinearly, arg-max: the best an output-stride-8 prediction can do), and
+  the median area, in LD mask cells (16×16 px at d = 2), of each large-pattern class per image;
+* **arms**: the FCN and GA (CGNL) arms trained under candidate schedules, a few seeds each; never an
+  arm with LD (the pre-registration fixes the LD arms' schedule before any of them runs).
+
+The targets were written down before calibrating (``benchmarks/PREREGISTRATION_v2.md``, "Calibration").
+
+    python benchmarks/calibrate_v2.py generator
+    python benchmarks/calibrate_v2.py arms --iterations 600 --seeds 0 1 --results /tmp/cal
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from gald import ablation
+from gald.data import synthetic
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CELL = 16  # px: one LD mask cell at output stride 8 and d = 2
+
+
+def os_oracle(label: np.ndarray, stride: int = 8, num_classes: int = synthetic.NUM_CLASSES) -> np.ndarray:
+    """The best prediction an output-stride-``stride`` model can make: block-averaged one-hot
+    ground truth, bilinearly upsampled, arg-max.
+
+    Shape:
+        (H, W) -> (H, W)
+    """
+    t = torch.from_numpy(label.astype(np.int64))
+    onehot = F.one_hot(t, num_classes).permute(2, 0, 1)[None].float()
+    low = F.avg_pool2d(onehot, stride, stride, ceil_mode=True)
+    return F.interpolate(low, size=label.shape, mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+
+
+def generator_checks(version: int, *, num_val: int = 100, size=(128, 256)) -> dict:
+    from gald.metrics import SegmentationMetrics
+
+    metrics = SegmentationMetrics(synthetic.NUM_CLASSES, class_names=synthetic.CLASSES,
+                                  small_classes=synthetic.SMALL_CLASSES, large_classes=synthetic.LARGE_CLASSES)
+    areas: dict[str, list[float]] = {synthetic.CLASSES[c]: [] for c in synthetic.LARGE_CLASSES}
+    for i in range(num_val):
+        s = synthetic.make_scene(0, i, split="val", size=size, version=version)
+        metrics.update(torch.from_numpy(os_oracle(s.label))[None], torch.from_numpy(s.label.astype(np.int64))[None])
+        for c in synthetic.LARGE_CLASSES:
+            a = float((s.label == c).sum()) / CELL**2
+            if a > 0:
+                areas[synthetic.CLASSES[c]].append(a)
+    res = metrics.compute()
+    return {
+        "version": version,
+        "oracle_os8": {"mIoU": res["mIoU"], "small_mIoU": res["small_mIoU"],
+                       "per_class_iou": {synthetic.CLASSES[c]: res["per_class_iou"][synthetic.CLASSES[c]]
+                                         for c in synthetic.SMALL_CLASSES}},
+        "large_area_cells_median": {k: float(np.median(v)) if v else None for k, v in areas.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="part", required=True)
+    gen = sub.add_parser("generator", help="oracle and region sizes, no training")
+    gen.add_argument("--versions", type=int, nargs="+", default=[1, 2])
+    arms = sub.add_parser("arms", help="train the FCN and GA arms under a candidate schedule")
+    arms.add_argument("--iterations", type=int, required=True)
+    arms.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    arms.add_argument("--results", required=True, help="folder for the cells")
+    arms.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
+    if args.part == "generator":
+        out = [generator_checks(v) for v in args.versions]
+        print(json.dumps(out, indent=2))
+        with open(os.path.join(HERE, "results", "calibration_v2_generator.json"), "w") as f:
+            json.dump({"command": "python benchmarks/calibrate_v2.py generator", "results": out}, f, indent=2)
+        return 0
+    torch.set_num_threads(args.threads)
+    overrides = dict(ablation.V2_BENCHMARK, iterations=args.iterations)
+    for seed in args.seeds:
+        for variant in ("fcn", "cgnl"):
+            ablation.run_cell(variant, seed, results_dir=args.results, work_dir=os.path.join(args.results, "runs"),
+                              overrides=overrides)
+    env = f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads"
+    print(env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
