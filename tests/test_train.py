@@ -1,7 +1,9 @@
 """The training engine end to end on tiny settings: resume, NaN handling, stage classifiers, AMP, DDP."""
 
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -123,6 +125,42 @@ def test_init_from_loads_weights_with_a_fresh_schedule(tmp_path):
     assert summary["iterations"] == 2
     log = (tmp_path / "stage2" / "train.log").read_text()
     assert "initialised weights from" in log
+
+
+@pytest.fixture
+def gald_logger():
+    """The ``gald`` logger without handlers (a new stdout handler then binds capsys' stdout); restored afterwards."""
+    root = logging.getLogger("gald")
+    saved = (list(root.handlers), root.level, root.propagate)
+    for h in saved[0]:
+        root.removeHandler(h)
+    yield root
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in saved[0]:
+        root.addHandler(h)
+    root.setLevel(saved[1])
+    root.propagate = saved[2]
+
+
+def test_log_to_stdout_without_times_survives_training_logging(gald_logger, tmp_path, capsys):
+    clock = re.compile(r"\d\d:\d\d:\d\d")
+    train.log_to_stdout(times=False)
+    with train.run_logging(str(tmp_path)):
+        logging.getLogger("gald.train").info("wrote %s", "runs/x")
+    assert capsys.readouterr().out == "INFO gald.train: wrote runs/x\n"  # no time of day on stdout
+    assert clock.match((tmp_path / "train.log").read_text())  # the run's log file keeps its times
+    train.log_to_stdout()  # again, with times: the same handler, a new format
+    logging.getLogger("gald.train").info("done")
+    assert clock.match(capsys.readouterr().out)
+    assert sum(getattr(h, "_gald_stream", False) for h in gald_logger.handlers) == 1
+
+
+def test_run_logging_alone_prints_times(gald_logger, tmp_path, capsys):
+    with train.run_logging(str(tmp_path)):
+        logging.getLogger("gald.train").info("step 1")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO gald.train: step 1\n", capsys.readouterr().out)
+    assert gald_logger.level == logging.INFO and not gald_logger.propagate
 
 
 def test_cli_rejects_unknown_flags():
