@@ -11,7 +11,7 @@ Two parts, both written to ``benchmarks/results/calibration_v2.{md,json}``:
 The targets were written down before calibrating (``benchmarks/PREREGISTRATION_v2.md``, "Calibration").
 
     python benchmarks/calibrate_v2.py generator
-    python benchmarks/calibrate_v2.py arms --iterations 600 --seeds 0 1 --results /tmp/cal
+    python benchmarks/calibrate_v2.py arms --iterations 600 --results benchmarks/results/calibration_v2/600
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--versions", type=int, nargs="+", default=[1, 2])
     arms = sub.add_parser("arms", help="train the FCN and GA arms under a candidate schedule")
     arms.add_argument("--iterations", type=int, required=True)
-    arms.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    arms.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
     arms.add_argument("--results", required=True, help="folder for the cells")
     arms.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
