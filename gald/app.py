@@ -36,6 +36,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import tempfile
@@ -51,6 +52,7 @@ from gald import viz
 from gald.data.transforms import ToTensorNormalize
 from gald.evaluate import checkpoint_normalization
 from gald.images import IMAGE_FORMATS, ImageError, read_image, to_rgb_uint8
+from gald.ld_effect import format_ld_effect
 from gald.models import GALDNet, gald_tiny, model_from_checkpoint
 from gald.models.layers import resize
 
@@ -119,6 +121,8 @@ class Predictor:
         train_config: the training configuration the checkpoint records (may be empty).
         metrics: the validation metrics the checkpoint records (may be empty).
         bgr_mean: normalise as the authors do (BGR mean subtraction) rather than ImageNet mean/std.
+        ld_effect: the measured LD effect (:func:`gald.ld_effect.ld_effect_summary`), from the
+            checkpoint or its model card (``<checkpoint>.json``); empty when never measured.
     """
 
     model: GALDNet
@@ -129,6 +133,7 @@ class Predictor:
     train_config: dict = dataclasses.field(default_factory=dict)
     metrics: dict = dataclasses.field(default_factory=dict)
     bgr_mean: bool = False
+    ld_effect: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -149,6 +154,30 @@ def _palette_for(classes: Sequence[str], palette: Any) -> list[tuple[int, int, i
     if isinstance(palette, (list, tuple)) and len(palette) >= len(classes):
         return [tuple(int(c) for c in p[:3]) for p in palette[: len(classes)]]  # type: ignore[misc]
     return viz.default_palette(len(classes))
+
+
+def _card(path: Path) -> dict:
+    """The model card beside a checkpoint (``X.json`` for ``X.pt``), or ``{}``."""
+    card = path.with_suffix(".json")
+    if not card.is_file():
+        return {}
+    try:
+        return json.loads(card.read_text())
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable model card %s", card)
+        return {}
+
+
+def ld_effect_markdown(predictor: Predictor) -> str:
+    """What the app says about the model's LD effect: the measured value with its interval, or why none."""
+    if not predictor.ld_channels:
+        return "This model has no LD module."
+    if not predictor.ld_effect:
+        return ("**LD effect: not measured** for these weights (measure it with "
+                "`python -m gald.evaluate --checkpoint … --ld-effect`). Without it, the maps below do not say "
+                "whether the model *uses* its masks.")
+    return (f"**{format_ld_effect(predictor.ld_effect)}.** The maps below show M; the LD effect is what the "
+            "model's predictions lose when M's spatial pattern is removed (gald.ld_effect).")
 
 
 def _official_arch(state: dict[str, torch.Tensor]) -> str:
@@ -208,6 +237,7 @@ def load_predictor(
         return Predictor(
             model.to(device).eval(), classes, _palette_for(classes, ckpt.get("palette")), kind, str(path),
             train_cfg, dict(ckpt.get("metrics") or {}), bgr_mean=checkpoint_normalization(ckpt) == "bgr_mean",
+            ld_effect=dict(ckpt.get("ld_effect") or _card(path).get("ld_effect") or {}),
         )
     state = raw
     if isinstance(raw, dict):
@@ -471,6 +501,8 @@ def model_info_markdown(predictor: Predictor) -> str:
     if predictor.metrics:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in predictor.metrics.items() if isinstance(v, (int, float)))
         lines.append(f"- **validation metrics recorded in the checkpoint**: {parts}")
+    if predictor.ld_channels:
+        lines.append(f"- **LD effect**: {format_ld_effect(predictor.ld_effect) if predictor.ld_effect else 'not measured'}")
     lines.append(f"- **image limits**: longest side ≤ {MAX_SIDE} (larger is downscaled), shortest side ≥ {MIN_SIDE} "
                  f"(under {UPSCALE_SIDE} is upscaled), uploads ≤ {MAX_FILE_SIZE}")
     return "\n".join(lines)
@@ -658,6 +690,7 @@ def build_demo(predictor: Predictor, *, examples: Sequence[tuple[str, str]] | No
                             "Colours: viridis, dark = low, yellow = high, on the fixed [0, 1] scale (comparable "
                             "across maps) or stretched per map. The slider and the scale re-draw from the cached "
                             "masks without running the model.")
+                gr.Markdown(ld_effect_markdown(predictor), elem_id="ld-effect")
                 ld_scale = gr.Radio([("fixed [0, 1]", "unit"), ("per-map min–max", "minmax")], value="unit",
                                     label="Colour scale", elem_id="ld-scale")
                 channel = gr.Slider(0, max(n_ld - 1, 0), value=0, step=1, label=f"LD channel (0–{max(n_ld - 1, 0)})",

@@ -107,6 +107,7 @@ class TrainConfig(RunConfig):
     eval_interval: int = 300
     checkpoint_interval: int = 300
     eval_batch_size: int = 8
+    ld_effect: bool = True  # at the end, measure the LD effect (gald.ld_effect) of models with LD
     resume: str | None = None
     init_from: str | None = None
     stop_at: int | None = None

@@ -5,12 +5,15 @@ paper's test-server numbers, Sec. 4.2), on the validation split of the data the 
 trained on or any other. Reports per-class IoU (also as a row in the layout of the paper's Table 4),
 mIoU, pixel accuracy, small- vs large-pattern mIoU, boundary mIoU and per-instance recall by area
 (synthetic benchmark), for the final output and for the stage classifiers when the model has them
-(whole-image protocol only). ``--out`` writes the numbers as JSON; ``--export-dir`` writes
+(whole-image protocol only). ``--ld-effect`` adds the causal LD metric (:mod:`gald.ld_effect`): what
+each metric loses when LD's masks are replaced by their spatial means, with bootstrap intervals, and
+the large- vs small-pattern contrast of the channel-mean mask. ``--out`` writes the numbers as JSON; ``--export-dir`` writes
 full-resolution prediction PNGs (Cityscapes labelIds for the test server, see :mod:`gald.submission`).
 
 Examples::
 
     python -m gald.evaluate --checkpoint runs/gald-cgnl_tiny-d8_synthetic-128x256/model.pt
+    python -m gald.evaluate --checkpoint runs/gald-cgnl_tiny-d8_synthetic-128x256/model.pt --ld-effect
     python -m gald.evaluate --checkpoint model.pt --dataset cityscapes --data-root $CITYSCAPES_DATASET \\
         --mode slide --crop-size 769 769 --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
     python -m gald.evaluate --checkpoint model.pt --dataset cityscapes --split test \\
@@ -33,7 +36,7 @@ from gald.config import TrainConfig
 from gald.data.build import build_segmentation_data
 from gald.inference import TestProtocol
 from gald.metrics import format_class_row, format_table
-from gald.models import convert_to_nnpack, model_from_checkpoint, read_checkpoint
+from gald.models import LD_ARRANGEMENTS, convert_to_nnpack, model_from_checkpoint, read_checkpoint
 from gald.submission import submission_path, train_ids_to_label_ids, write_label_png
 
 log = logging.getLogger("gald.evaluate")
@@ -87,6 +90,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nnpack", action="store_true",
                         help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage classifiers")
+    parser.add_argument("--ld-effect", action="store_true",
+                        help="also measure the LD effect: each metric as trained minus with LD's masks replaced by "
+                             "their spatial means, with 95%% bootstrap intervals over images (models with LD only)")
+    parser.add_argument("--sesoi", type=float, default=1.0,
+                        help="smallest LD effect of interest in mIoU points, for the 'LD inert' verdict (default 1)")
     parser.add_argument("--method", default="gald", help="row name of the Table 4-style per-class row")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--export-dir", default=None,
@@ -133,13 +141,17 @@ def evaluate_checkpoint(
     export_dir: str | None = None,
     ckpt: dict | None = None,
     nnpack: bool = False,
+    ld_effect: bool = False,
+    sesoi: float = 1.0,
 ) -> dict:
     """Evaluate ``checkpoint`` on the validation split of its training data (or the one given).
 
     With a protocol other than whole-image single-scale, only the final output is evaluated.
     ``export_dir`` receives one PNG per image (labelIds for Cityscapes, train ids otherwise);
     ``ckpt`` is the checkpoint's content when the caller has already read it; ``nnpack`` computes the
-    wide 3×3 convolutions with NNPACK on CPU (:func:`gald.models.convert_to_nnpack`).
+    wide 3×3 convolutions with NNPACK on CPU (:func:`gald.models.convert_to_nnpack`); ``ld_effect``
+    adds ``"ld_effect"`` (and ``"mask_contrast"`` where the data has size groups), measured with the
+    whole-image protocol, ``sesoi`` points being the smallest effect of interest.
     """
     from gald.train import evaluate, output_metrics
 
@@ -180,21 +192,56 @@ def evaluate_checkpoint(
         "checkpoint": checkpoint, "dataset": cfg.dataset, "split": getattr(cfg, "val_split", "val"),
         "images": len(data.val_set), "normalization": norm, "protocol": dataclasses.asdict(protocol), **results,
     }  # fmt: skip
+    if ld_effect:
+        out.update(_ld_effect(model, data, device, sesoi))
     if export_dir is not None:
         out["exported"] = len(written)
         log.info("wrote %d prediction PNGs to %s", len(written), export_dir)
     return out
 
 
+def _ld_effect(model, data, device: str, sesoi: float) -> dict:
+    from gald.ld_effect import ld_effect, mask_contrast
+
+    batches = list(data.val_loader)
+    kwargs = dict(small_classes=data.small_classes, large_classes=data.large_classes, device=device)
+    out = {"ld_effect": ld_effect(model, batches, class_names=data.class_names, sesoi=sesoi,
+                                  ignore_index=data.ignore_index, **kwargs)}
+    if data.small_classes and data.large_classes:
+        out["mask_contrast"] = mask_contrast(model, batches, **kwargs)
+    return out
+
+
+def _format_ld_effect(results: dict) -> str:
+    eff = results["ld_effect"]
+    lines = [f"LD effect (metric as trained − with M replaced by its spatial mean; 95% bootstrap CI over "
+             f"{eff['images']} images):"]
+    for name, e in eff["metrics"].items():
+        lo, hi = e["ci95"]
+        lines.append(f"  {name:<14} {e['effect']:+6.2f}  [{lo:+.2f}, {hi:+.2f}]   ({e['as_trained']:.2f} → {e['intervened']:.2f})")
+    verdict = "LD inert" if eff["inert"] else "LD not inert"
+    lines.append(f"  {verdict} (mIoU interval {'within' if eff['inert'] else 'not within'} ±{eff['sesoi']:g} around 0)")
+    if "mask_contrast" in results:
+        c = results["mask_contrast"]
+        lines.append(f"mask contrast (channel-mean M on large − small-pattern pixels): {c['contrast']:+.4f} "
+                     f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = get_args_parser().parse_args(argv)
     ckpt = read_checkpoint(args.checkpoint)
+    block = ckpt.get("config", {}).get("model", {}).get("block", "gald")
+    if args.ld_effect and block not in LD_ARRANGEMENTS:
+        print(f"error: {args.checkpoint}: --ld-effect needs a model with LD (block one of {list(LD_ARRANGEMENTS)}); "
+              f"this one has block {block!r}", file=sys.stderr)
+        raise SystemExit(2)
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size")
     results = evaluate_checkpoint(
         args.checkpoint, dataset=args.dataset, data_root=args.data_root, split=args.split, num_val=args.num_val,
         batch_size=args.batch_size, device=args.device, stages=not args.no_stages,
         protocol=protocol_from_args(args, train_crop), normalization=args.normalization, export_dir=args.export_dir,
-        ckpt=ckpt, nnpack=args.nnpack,
+        ckpt=ckpt, nnpack=args.nnpack, ld_effect=args.ld_effect, sesoi=args.sesoi,
     )  # fmt: skip
     res = results["out"]
     title = f"{args.checkpoint} on {results['dataset']}/{results['split']} ({results['images']} images)"
@@ -207,6 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
         if name in results:
             r = results[name]
             log.info("stage classifier %-10s mIoU %.2f  small %.2f  boundary %.2f", name, r["mIoU"], r.get("small_mIoU", float("nan")), r["boundary_mIoU"])
+    if "ld_effect" in results:
+        log.info("%s", _format_ld_effect(results))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -43,6 +43,7 @@ __all__ = [
     "per_image_confusions",
     "summary_from_confusions",
     "ld_effect",
+    "ld_effect_summary",
     "mask_contrast",
 ]
 
@@ -99,7 +100,7 @@ def per_image_confusions(
 
     Args:
         model: a segmentation model returning ``{"out": logits}`` at the input size.
-        batches: ``(images, labels)`` batches, e.g. a validation loader.
+        batches: ``(images, labels, ...)`` batches, e.g. a validation loader (extra items ignored).
         num_classes: K.
         intervention: ``None`` (as trained) or an :data:`LD_INTERVENTIONS` name.
         ignore_index: label value left out.
@@ -113,7 +114,8 @@ def per_image_confusions(
     context = ld_intervention(model, intervention) if intervention else contextlib.nullcontext()
     full, band_cms = [], []
     with context:
-        for images, labels in batches:
+        for batch in batches:
+            images, labels = batch[0], batch[1]  # loaders may add instance maps
             pred = model(images.to(device))["out"].argmax(1).cpu()
             band = boundary_band(labels, boundary_width, ignore_index)
             for p, t, b in zip(pred, labels, band):
@@ -254,6 +256,27 @@ def ld_effect(
             "per_class": per_class}
 
 
+def ld_effect_summary(effect: dict) -> dict:
+    """The compact form kept in checkpoints and model cards: the summary metrics' effects and
+    intervals, the verdict and how it was measured (no per-class rows)."""
+    keep = ("kind", "images", "n_boot", "sesoi", "inert")
+    return {**{k: effect[k] for k in keep},
+            **{name: {"effect": e["effect"], "ci95": e["ci95"], "as_trained": e["as_trained"]}
+               for name, e in effect["metrics"].items()}}
+
+
+def format_ld_effect(summary: dict) -> str:
+    """One line: ``LD effect on mIoU +0.42 [−0.10, +0.95] (small-pattern …); inert``."""
+    def part(name: str, label: str) -> str:
+        e = summary[name]
+        return f"{label} {e['effect']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]"
+
+    parts = [part("mIoU", "mIoU")] + ([part("small_mIoU", "small-pattern mIoU")] if "small_mIoU" in summary else [])
+    verdict = "LD inert" if summary["inert"] else "LD not inert"
+    return (f"LD effect (points lost when M is replaced by its spatial mean, 95% CI over {summary['images']} images): "
+            f"{'; '.join(parts)} — {verdict} at ±{summary['sesoi']:g}")
+
+
 @torch.no_grad()
 def mask_contrast(
     model: nn.Module,
@@ -278,7 +301,8 @@ def mask_contrast(
     model.eval()
     per_image = []
     large_vals, small_vals = [], []
-    for images, labels in batches:
+    for batch in batches:
+        images, labels = batch[0], batch[1]
         m = model.inspect(images.to(device))["M"]
         if m is None:
             raise ValueError("the model has no LD mask (block 'ga' or 'none')")

@@ -40,6 +40,7 @@ from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
 from gald.engine.loop import LossMeter, non_finite_stop
 from gald.inference import TestProtocol, infer
+from gald.ld_effect import format_ld_effect, has_ld, ld_effect, ld_effect_summary
 from gald.losses import build_criterion
 from gald.metrics import SegmentationMetrics, format_table
 from gald.models import build_model, convert_to_nnpack, load_state_dict_checked
@@ -443,6 +444,12 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         "world_size": world,
         "torch": torch.__version__,
     }
+    if dist.is_main() and cfg.ld_effect and has_ld(net):
+        # the causal LD metric (gald.ld_effect): kept in metrics.json and model.pt for model cards
+        effect = ld_effect(net, data.val_loader, class_names=data.class_names, small_classes=data.small_classes,
+                           large_classes=data.large_classes, ignore_index=data.ignore_index, device=device)
+        summary["ld_effect"] = effect
+        log.info("%s", format_ld_effect(ld_effect_summary(effect)))
     if dist.is_main():
         log.info("\n%s", format_table(final, title=f"{cfg.name}: validation ({len(data.val_set)} images)"))
         for name, res in summary["stages"].items():
@@ -460,6 +467,8 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             "metrics": {k: final[k] for k in ("mIoU", "pixel_acc", "boundary_mIoU") if k in final},
             "format_version": 1,
         }
+        if "ld_effect" in summary:
+            model_state["ld_effect"] = ld_effect_summary(summary["ld_effect"])
         ckpt.save_checkpoint(model_state, os.path.join(run_dir, "model.pt"))
         log.info("wrote %s (model.pt, last.pt, metrics.json, curves.png) in %.1f s of training", run_dir, train_seconds)
     dist.cleanup()

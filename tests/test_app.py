@@ -90,6 +90,23 @@ def test_shipped_predictor_is_labelled_synthetic(shipped):
     assert "synthetic street-scene benchmark" in info and "gald_tiny" in info and "mIoU" in info
 
 
+def test_shipped_models_ld_effect_is_shown_from_its_card(shipped):
+    card = json.loads(CARD.read_text())
+    assert shipped.ld_effect["mIoU"]["ci95"] == card["ld_effect"]["mIoU"]["ci95"]
+    for text in (app.model_info_markdown(shipped), app.ld_effect_markdown(shipped)):
+        assert "LD effect" in text and "LD inert" in text and "95% CI over 100 images" in text
+
+
+def test_ld_effect_text_for_unmeasured_and_ld_free_models(untrained, tmp_path):
+    assert "not measured" in app.ld_effect_markdown(untrained)
+    from gald.models import gald_tiny
+
+    model = gald_tiny(num_classes=4, block="ga", stage_classifiers=False)
+    path = tmp_path / "ga.pt"
+    torch.save({"model": model.state_dict(), "config": {"model": model.config}, "classes": list("abcd")}, path)
+    assert app.ld_effect_markdown(app.load_predictor(path)) == "This model has no LD module."
+
+
 def test_untrained_predictor_is_labelled_untrained(untrained):
     assert untrained.kind == "untrained"
     assert "Untrained" in app.model_banner(untrained)

@@ -147,3 +147,44 @@ def test_test_split_export_has_nothing_to_score(cityscapes_ckpt, tmp_path, caplo
     assert res["split"] == "test" and res["exported"] == 3 and math.isnan(res["out"]["mIoU"])
     assert "no labelled pixels" in caplog.text
     assert len(list((tmp_path / "test").rglob("*_leftImg8bit.png"))) == 3
+
+
+def _synthetic_ckpt(tmp_path, block):
+    train = TrainConfig(num_val=4, crop_size=[48, 96], d=2, block=block).to_dict()
+    torch.manual_seed(0)
+    model = gald_tiny(num_classes=9, block=block, d=2, widths=(8, 8, 16, 16), head_channels=16, aux_channels=8)
+    for m in model.modules():  # a strongly spatial mask, so the effect is not zero by accident
+        if isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels:
+            m.weight.data.mul_(30)
+    return _save(tmp_path, block, model, train)
+
+
+def _save(tmp_path, block, model, train):
+    path = tmp_path / f"{block}.pt"
+    save_checkpoint({"model": model.state_dict(), "config": {"model": model.config, "train": train}}, path)
+    return path
+
+
+def test_ld_effect_is_reported_with_intervals(tmp_path, caplog):
+    ckpt = _synthetic_ckpt(tmp_path, "gald")
+    with caplog.at_level(logging.INFO, logger="gald.evaluate"):
+        results = main(["--checkpoint", str(ckpt), "--ld-effect", "--out", str(tmp_path / "r.json")])
+    eff = results["ld_effect"]
+    assert eff["images"] == 4 and eff["kind"] == "spatial_mean"
+    for name in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU"):
+        e = eff["metrics"][name]
+        assert e["effect"] == pytest.approx(e["as_trained"] - e["intervened"])
+        assert e["as_trained"] == pytest.approx(results["out"][name])  # same model, same images
+    assert set(eff["per_class"]) == {"road", "terrain", "building", "vegetation", "sky", "pole", "traffic sign", "person", "car"}
+    assert "ci95" in results["mask_contrast"]
+    assert "LD effect" in caplog.text and "mask contrast" in caplog.text
+    assert json.loads((tmp_path / "r.json").read_text())["ld_effect"]["images"] == 4
+
+
+def test_ld_effect_on_a_model_without_ld_is_one_clear_line(tmp_path, capsys):
+    ckpt = _synthetic_ckpt(tmp_path, "ga")
+    with pytest.raises(SystemExit) as exc:
+        main(["--checkpoint", str(ckpt), "--ld-effect"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs a model with LD" in err and "'ga'" in err

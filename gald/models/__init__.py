@@ -19,8 +19,8 @@ from .context import (
     get_ga,
 )
 from .fuse import count_batch_norms, fuse_conv_bn, optimize_for_inference
-from .heads import ARRANGEMENTS, AuxHead, GALDBlock, GALDHead
-from .ld import LD_DOWNSAMPLING, LocalDistribution
+from .heads import ARRANGEMENTS, LD_ARRANGEMENTS, AuxHead, GALDBlock, GALDHead
+from .ld import LD_DOWNSAMPLING, LD_INTERVENTIONS, LocalDistribution
 from .nnpack import NNPACKConv2d, convert_to_nnpack, nnpack_available
 from .segmentor import (
     MODELS,
@@ -43,7 +43,9 @@ __all__ = [
     "GALDNet",
     "GA_MODULES",
     "GlobalAggregation",
+    "LD_ARRANGEMENTS",
     "LD_DOWNSAMPLING",
+    "LD_INTERVENTIONS",
     "LocalDistribution",
     "MODELS",
     "NNPACKConv2d",

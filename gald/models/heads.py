@@ -24,9 +24,11 @@ from .context import GlobalAggregation
 from .layers import ConvNormAct, NormLayer
 from .ld import LocalDistribution
 
-__all__ = ["ARRANGEMENTS", "GALDBlock", "GALDHead", "AuxHead"]
+__all__ = ["ARRANGEMENTS", "LD_ARRANGEMENTS", "GALDBlock", "GALDHead", "AuxHead"]
 
 ARRANGEMENTS = ("gald", "ldga", "parallel", "ga", "ld", "none")
+#: The arrangements that hold an LD module.
+LD_ARRANGEMENTS = ("gald", "ldga", "parallel", "ld")
 
 
 class GALDBlock(nn.Module):
@@ -84,7 +86,7 @@ class GALDBlock(nn.Module):
                 channels, ga=ga, ga_kwargs=ga_kwargs, downsample=ga_downsample, padding=padding, bias=bias,
                 norm_layer=norm_layer, align_corners=align_corners,
             )
-        if arrangement in ("gald", "ldga", "parallel", "ld"):
+        if arrangement in LD_ARRANGEMENTS:
             self.ld = LocalDistribution(
                 channels, d=d, downsample=ld_downsample, padding=padding, bias=bias,
                 last_activation=ld_last_activation, last_norm=ld_last_norm, zero_init=ld_zero_init,
