@@ -39,12 +39,14 @@ log = logging.getLogger("ld_diagnosis")
 
 # name -> TrainConfig overrides; every run is the default model/data with only these changed
 # name -> TrainConfig overrides; every run is the default model/data with only these changed.
-# Designs: "bn" = the authors' (norm on the last conv), "nobn" = last conv + bias (Eq. 1 literally),
-# "nobn0" = the same, zero-initialised (M = 0.5 at the start).
+# Designs: "bn" = the authors' (norm on the last conv, PyTorch's default init), "nobn" = last conv +
+# bias, nothing between W_d F_GA and σ (Eq. 1 literally), "nobn0" = the same with the last conv at 0
+# (M = 0.5 at the start), "bnbox" = "bn" with every depth-wise kernel starting as a 3×3 box filter.
 DESIGNS = {
-    "bn": dict(ld_last_norm=True, ld_zero_init=False),
-    "nobn": dict(ld_last_norm=False, ld_zero_init=False),
-    "nobn0": dict(ld_last_norm=False, ld_zero_init=True),
+    "bn": dict(ld_last_norm=True, ld_init="default"),
+    "nobn": dict(ld_last_norm=False, ld_init="default"),
+    "nobn0": dict(ld_last_norm=False, ld_init="zero"),
+    "bnbox": dict(ld_last_norm=True, ld_init="box"),
 }
 TINY_RUNS = {
     **{f"paper-d{d}-{name}": dict(mode="paper", d=d, **design) for d in (8, 2) for name, design in DESIGNS.items()},

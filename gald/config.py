@@ -67,7 +67,7 @@ class TrainConfig(RunConfig):
     ld_downsample: str = "dwconv"
     d: int = 8
     ld_last_norm: bool | None = None  # None: the mode's choice (see gald.models.ld.PAPER_LD)
-    ld_zero_init: bool | None = None  # None: the mode's choice
+    ld_init: str | None = None  # None: the mode's choice (default | box | zero)
     ga_downsample: bool = True
     output_stride: int = 8
     mode: str = "paper"
@@ -199,7 +199,7 @@ def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     model = {
         "arch": cfg.arch, "num_classes": num_classes, "ga": cfg.ga, "block": cfg.block,
         "ld_downsample": cfg.ld_downsample, "d": cfg.d, "ld_last_norm": cfg.ld_last_norm,
-        "ld_zero_init": cfg.ld_zero_init, "ga_downsample": cfg.ga_downsample,
+        "ld_init": cfg.ld_init, "ga_downsample": cfg.ga_downsample,
         "output_stride": cfg.output_stride, "mode": cfg.mode, "stage_classifiers": cfg.stage_classifiers,
         "head_channels": cfg.head_channels, "aux_channels": cfg.aux_channels,
         "pretrained_backbone": cfg.pretrained_backbone,

@@ -77,3 +77,24 @@ def test_unpadded_convs_need_a_minimum_size():
     assert ld.mask(torch.randn(1, 4, 15, 15)).shape[-2:] == (15, 15)
     with pytest.raises(ValueError, match="smaller than 15x15"):
         ld.mask(torch.randn(1, 4, 14, 40))
+
+
+def test_last_norm_off_gives_the_last_conv_a_bias_and_nothing_before_the_sigmoid():
+    ld = LocalDistribution(6, d=4, last_norm=False)
+    last = ld.convs[-1]
+    assert len(last) == 1 and last[0].bias is not None  # conv only: W_d F_GA goes straight into σ
+    assert isinstance(ld.convs[0][1], nn.BatchNorm2d)  # hidden layers keep conv-norm-ReLU
+    assert LocalDistribution(6, d=4).convs[-1][1].__class__ is nn.BatchNorm2d
+
+
+def test_inits():
+    x = torch.randn(2, 6, 17, 19)
+    box = LocalDistribution(6, d=4, init="box")
+    for block in box.convs:
+        torch.testing.assert_close(block[0].weight, torch.full_like(block[0].weight, 1 / 9))
+    zero = LocalDistribution(6, d=4, last_norm=False, init="zero").train()
+    torch.testing.assert_close(zero.mask(x), torch.full_like(x, 0.5))
+    with pytest.raises(ValueError, match="needs last_norm=False"):
+        LocalDistribution(6, init="zero")
+    with pytest.raises(ValueError, match="valid"):
+        LocalDistribution(6, init="xavier")

@@ -194,3 +194,24 @@ def test_load_model_rejects_non_checkpoints(tmp_path):
         load_model(tmp_path / "list.pt")
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.pt")
+
+
+def test_ld_design_options_resolve_per_mode_and_are_saved():
+    from gald.models import PAPER_LD, gald_tiny
+
+    paper = gald_tiny(num_classes=3, head_channels=16, widths=(8, 8, 16, 16))
+    assert paper.config["ld_last_norm"] == PAPER_LD["last_norm"] and paper.config["ld_init"] == PAPER_LD["init"]
+    custom = gald_tiny(num_classes=3, head_channels=16, widths=(8, 8, 16, 16), ld_last_norm=False, ld_init="zero")
+    assert custom.config["ld_last_norm"] is False and custom.head.block.ld.convs[-1][0].bias is not None
+    with pytest.raises(ValueError, match="official mode"):
+        gald_tiny(num_classes=3, mode="official", ld_init="box")
+
+
+def test_checkpoints_from_before_the_ld_options_load_as_written():
+    """Their configs lack ld_last_norm / ld_init: they had a normalised last conv, default init."""
+    from gald.models import gald_tiny, model_from_checkpoint
+
+    old = gald_tiny(num_classes=3, head_channels=16, widths=(8, 8, 16, 16), d=4, ld_last_norm=True)
+    cfg = {k: v for k, v in old.config.items() if k not in ("ld_last_norm", "ld_init")}
+    model = model_from_checkpoint({"model": old.state_dict(), "config": {"model": cfg}})
+    assert model.config["ld_last_norm"] is True and model.config["ld_init"] == "default"

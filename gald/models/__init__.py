@@ -20,7 +20,7 @@ from .context import (
 )
 from .fuse import count_batch_norms, fuse_conv_bn, optimize_for_inference
 from .heads import ARRANGEMENTS, LD_ARRANGEMENTS, AuxHead, GALDBlock, GALDHead
-from .ld import LD_DOWNSAMPLING, LD_INTERVENTIONS, LocalDistribution
+from .ld import LD_DOWNSAMPLING, LD_INITS, LD_INTERVENTIONS, PAPER_LD, LocalDistribution
 from .nnpack import NNPACKConv2d, convert_to_nnpack, nnpack_available
 from .segmentor import (
     MODELS,
@@ -45,7 +45,9 @@ __all__ = [
     "GlobalAggregation",
     "LD_ARRANGEMENTS",
     "LD_DOWNSAMPLING",
+    "LD_INITS",
     "LD_INTERVENTIONS",
+    "PAPER_LD",
     "LocalDistribution",
     "MODELS",
     "NNPACKConv2d",

@@ -46,7 +46,7 @@ class GALDBlock(nn.Module):
         bias: biases in the depth-wise convs (the authors have them).
         ld_last_activation: ReLU before the sigmoid of Eq. (1) (the authors have it).
         ld_last_norm: normalisation on LD's last depth-wise conv (the authors have it).
-        ld_zero_init: LD's last depth-wise conv starts at zero (``M = 0.5``); needs ``ld_last_norm=False``.
+        ld_init: initialisation of LD's depth-wise convs (``LD_INITS``).
         extra_residual: add the LD input once more, ``M ⊙ F_GA + 2·F_GA`` — what the authors' block
             returns (``LD(x) + x``); the paper's Eq. (2) has a single ``F_GA``.
         norm_layer: normalisation callable.
@@ -70,7 +70,7 @@ class GALDBlock(nn.Module):
         bias: bool = False,
         ld_last_activation: bool = False,
         ld_last_norm: bool = True,
-        ld_zero_init: bool = False,
+        ld_init: str = "default",
         extra_residual: bool = False,
         norm_layer: NormLayer = nn.BatchNorm2d,
         align_corners: bool = False,
@@ -89,7 +89,7 @@ class GALDBlock(nn.Module):
         if arrangement in LD_ARRANGEMENTS:
             self.ld = LocalDistribution(
                 channels, d=d, downsample=ld_downsample, padding=padding, bias=bias,
-                last_activation=ld_last_activation, last_norm=ld_last_norm, zero_init=ld_zero_init,
+                last_activation=ld_last_activation, last_norm=ld_last_norm, init=ld_init,
                 norm_layer=norm_layer, align_corners=align_corners,
             )
         if arrangement == "parallel":

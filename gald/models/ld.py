@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from .layers import ConvNormAct, NormLayer, resize
 
-__all__ = ["LocalDistribution", "LD_DOWNSAMPLING", "LD_INTERVENTIONS", "PAPER_LD"]
+__all__ = ["LocalDistribution", "LD_DOWNSAMPLING", "LD_INITS", "LD_INTERVENTIONS", "PAPER_LD"]
 
 LD_DOWNSAMPLING = ("dwconv", "bilinear", "avgpool")
 
@@ -24,7 +24,13 @@ LD_DOWNSAMPLING = ("dwconv", "bilinear", "avgpool")
 LD_INTERVENTIONS = ("spatial_mean", "zero")
 
 #: Paper mode's LD design (decided from gradient health alone: docs/ld.md, benchmarks/results/ld_diagnosis.md).
-PAPER_LD = {"last_norm": True, "zero_init": False}
+PAPER_LD = {"last_norm": True, "init": "default"}
+
+#: Initialisations of the depth-wise convs: PyTorch's ``default``; ``box`` — every 3×3 kernel
+#: 1/9, so ``W_d`` starts as a smoothing downsampler (average pooling, Table 1(e)) and learns
+#: from there; ``zero`` — the last conv (weights and bias) at 0, so ``M = 0.5`` everywhere at the
+#: start (needs ``last_norm=False``).
+LD_INITS = ("default", "box", "zero")
 
 
 class LocalDistribution(nn.Module):
@@ -43,9 +49,7 @@ class LocalDistribution(nn.Module):
             keeps ``M`` in [0.5, 1]; paper mode omits it so ``M`` spans (0, 1) as Eq. (1) reads.
         last_norm: normalise the last depth-wise conv's output (the authors do). Without it the last
             conv gets a bias instead, so that ``σ`` sees ``W_d F_GA`` itself as Eq. (1) writes.
-        zero_init: start the last depth-wise conv (weights and bias) at zero, so that ``M = 0.5``
-            everywhere at initialisation: LD starts spatially inert and any spatial structure of
-            ``M`` is learned. Needs ``last_norm=False``.
+        init: initialisation of the depth-wise convs, one of :data:`LD_INITS`.
         norm_layer: normalisation callable.
         align_corners: of the bilinear upsampling of the mask.
 
@@ -63,15 +67,17 @@ class LocalDistribution(nn.Module):
         bias: bool = False,
         last_activation: bool = False,
         last_norm: bool = True,
-        zero_init: bool = False,
+        init: str = "default",
         norm_layer: NormLayer = nn.BatchNorm2d,
         align_corners: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(d, int) or d < 2 or d & (d - 1):
             raise ValueError(f"LD downsampling rate d must be a power of two >= 2 (2, 4, 8, 16, ...), got {d!r}")
-        if zero_init and last_norm:
-            raise ValueError("zero_init needs last_norm=False (a norm after a zero conv divides by zero variance)")
+        if init not in LD_INITS:
+            raise ValueError(f"unknown LD init {init!r}; valid: {list(LD_INITS)}")
+        if init == "zero" and last_norm:
+            raise ValueError("LD init 'zero' needs last_norm=False (a norm after a zero conv divides by zero variance)")
         if downsample not in LD_DOWNSAMPLING:
             raise ValueError(f"unknown LD downsampling {downsample!r}; valid names: {list(LD_DOWNSAMPLING)}")
         self.d = d
@@ -93,9 +99,15 @@ class LocalDistribution(nn.Module):
                     for i in range(n)
                 )
             )
-            if zero_init:
-                nn.init.zeros_(self.convs[-1][0].weight)
-                nn.init.zeros_(self.convs[-1][0].bias)
+            convs = [block[0] for block in self.convs]
+            if init == "box":
+                for conv in convs:
+                    nn.init.constant_(conv.weight, 1.0 / conv.weight[0].numel())
+                    if conv.bias is not None:
+                        nn.init.zeros_(conv.bias)
+            elif init == "zero":
+                nn.init.zeros_(convs[-1].weight)
+                nn.init.zeros_(convs[-1].bias)
         else:
             self.convs = None
 

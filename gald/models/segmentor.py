@@ -96,7 +96,7 @@ def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwarg
     """The body shared by the builders: ``args`` are the builder's arguments (its ``locals()``)."""
     _check_mode(args["mode"])
     official = args["mode"] == "official"
-    ld_options = _ld_options(args["ld_last_norm"], args["ld_zero_init"], official)
+    ld_options = _ld_options(args["ld_last_norm"], args["ld_init"], official)
     # resolved, so that a checkpoint rebuilds the same LD whatever the mode's default becomes
     config = {"arch": arch, **{k: v for k, v in args.items() if _plain(v)}, **ld_options}
     norm_layer = args["norm_layer"]
@@ -138,17 +138,17 @@ def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwarg
     return model
 
 
-def _ld_options(last_norm: bool | None, zero_init: bool | None, official: bool) -> dict[str, bool]:
+def _ld_options(last_norm: bool | None, init: str | None, official: bool) -> dict[str, bool | str]:
     """LD's design for a mode: official mode is the authors' (fixed); paper mode defaults to
     :data:`~gald.models.ld.PAPER_LD` and accepts explicit choices (for the diagnosis)."""
     if official:
-        if last_norm is False or zero_init:
+        if last_norm is False or init not in (None, "default"):
             raise ValueError("official mode is the authors' network (LD's last conv normalised, default init); "
-                             "ld_last_norm / ld_zero_init need mode='paper'")
-        return {"ld_last_norm": True, "ld_zero_init": False}
+                             "ld_last_norm / ld_init need mode='paper'")
+        return {"ld_last_norm": True, "ld_init": "default"}
     return {
         "ld_last_norm": PAPER_LD["last_norm"] if last_norm is None else bool(last_norm),
-        "ld_zero_init": PAPER_LD["zero_init"] if zero_init is None else bool(zero_init),
+        "ld_init": PAPER_LD["init"] if init is None else init,
     }
 
 
@@ -165,7 +165,7 @@ def gald_resnet50(
     ld_downsample: str = "dwconv",
     d: int = 8,
     ld_last_norm: bool | None = None,
-    ld_zero_init: bool | None = None,
+    ld_init: str | None = None,
     ga_downsample: bool = True,
     output_stride: int = 8,
     mode: str = "paper",
@@ -190,8 +190,8 @@ def gald_resnet50(
         d: LD downsampling rate, a power of two.
         ld_last_norm: normalisation on LD's last depth-wise conv; ``None``: the mode's choice
             (official: yes, as the authors; paper: ``PAPER_LD["last_norm"]``, see :mod:`gald.models.ld`).
-        ld_zero_init: LD's last conv starts at zero (``M = 0.5``); ``None``: the mode's choice
-            (official: no; paper: ``PAPER_LD["zero_init"]``).
+        ld_init: initialisation of LD's depth-wise convs (``LD_INITS``); ``None``: the mode's choice
+            (official: ``"default"``; paper: ``PAPER_LD["init"]``).
         ga_downsample: the stride-2 depth-wise conv before GA (Section 3.2).
         output_stride: 8 (paper) or 16.
         mode: ``"paper"`` or ``"official"`` (see the module docstring).
@@ -225,7 +225,7 @@ def gald_resnet101(
     ld_downsample: str = "dwconv",
     d: int = 8,
     ld_last_norm: bool | None = None,
-    ld_zero_init: bool | None = None,
+    ld_init: str | None = None,
     ga_downsample: bool = True,
     output_stride: int = 8,
     mode: str = "paper",
@@ -251,7 +251,7 @@ def gald_tiny(
     ld_downsample: str = "dwconv",
     d: int = 8,
     ld_last_norm: bool | None = None,
-    ld_zero_init: bool | None = None,
+    ld_init: str | None = None,
     ga_downsample: bool = True,
     output_stride: int = 8,
     mode: str = "paper",

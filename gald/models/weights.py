@@ -70,7 +70,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint") -> 
     model_cfg = dict(model_cfg)
     # Checkpoints written before LD's design became an option had a normalised last conv, default init.
     model_cfg.setdefault("ld_last_norm", True)
-    model_cfg.setdefault("ld_zero_init", False)
+    model_cfg.setdefault("ld_init", "default")
     model = build_model({**model_cfg, "pretrained_backbone": None})  # weights come from the checkpoint
     load_state_dict_checked(model, ckpt["model"], what=what)
     return model
