@@ -70,6 +70,56 @@ def generator_checks(version: int, *, num_val: int = 100, size=(128, 256)) -> di
     }
 
 
+def summarise_schedules(root: str, *, arms_in_grid: int, budget_hours: float = 3.0, parallel: int = 2) -> dict:
+    """Apply the pre-registered calibration rules to the cells under ``root/<iterations>/``.
+
+    Per schedule: targets 3 (FCN small-pattern mIoU ≥ 10 in every seed) and 4 (mean GA − FCN
+    context gain > 0), the seed SD (pooled over the two arms), the cell time. Then: the shorter
+    schedule meeting both targets (else the longer); SESOI = max(1, ¼ × its context gain) points;
+    the seeds whose 95 % paired interval half-width is ≤ SESOI given ``√2 × SD`` (≥ 5); and the
+    seeds the budget affords.
+    """
+    from gald import stats
+
+    out: dict = {"schedules": {}}
+    for name in sorted(os.listdir(root), key=lambda n: int(n) if n.isdigit() else 0):
+        if not name.isdigit():
+            continue
+        cells = ablation.load_cells(os.path.join(root, name))
+        by = {(c["variant"], c["seed"]): c for c in cells}
+        seeds = sorted({s for (v, s) in by if ("fcn", s) in by and ("cgnl", s) in by})
+        if len(seeds) < 2:
+            continue
+        fcn = [by[("fcn", s)] for s in seeds]
+        ga = [by[("cgnl", s)] for s in seeds]
+        gain = float(np.mean([g["context_mIoU"] - f["context_mIoU"] for g, f in zip(ga, fcn)]))
+        sd = {m: float(np.sqrt((np.var([c[m] for c in fcn], ddof=1) + np.var([c[m] for c in ga], ddof=1)) / 2))
+              for m in ("mIoU", "small_mIoU", "context_mIoU")}
+        out["schedules"][int(name)] = {
+            "seeds": seeds,
+            "fcn_small_mIoU": [c["small_mIoU"] for c in fcn],
+            "ga_small_mIoU": [c["small_mIoU"] for c in ga],
+            "fcn_mIoU": [c["mIoU"] for c in fcn], "ga_mIoU": [c["mIoU"] for c in ga],
+            "fcn_context": [c["context_mIoU"] for c in fcn], "ga_context": [c["context_mIoU"] for c in ga],
+            "context_gain": gain,
+            "seed_sd": sd,
+            "cell_seconds": float(np.mean([c["wall_seconds"] for c in cells])),
+            "target3_fcn_small_ge_10": all(c["small_mIoU"] >= 10 for c in fcn),
+            "target4_ga_beats_fcn_context": gain > 0,
+        }
+    meets = [it for it, r in out["schedules"].items() if r["target3_fcn_small_ge_10"] and r["target4_ga_beats_fcn_context"]]
+    chosen = min(meets) if meets else max(out["schedules"])
+    r = out["schedules"][chosen]
+    sesoi = max(1.0, 0.25 * r["context_gain"])
+    sd_diff = {m: float(np.sqrt(2) * r["seed_sd"][m]) for m in ("mIoU", "small_mIoU")}
+    needed = {m: stats.seeds_for_half_width(sd_diff[m], sesoi) for m in sd_diff}
+    # an LD cell also measures two interventions; count it at 1.1 cells
+    affordable = int(budget_hours * 3600 * parallel // (arms_in_grid * r["cell_seconds"] * 1.1))
+    out.update(chosen=chosen, meets_targets=bool(meets), sesoi=sesoi, sd_diff=sd_diff, seeds_needed=needed,
+               seeds_affordable=affordable)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="part", required=True)
@@ -80,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     arms.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
     arms.add_argument("--results", required=True, help="folder for the cells")
     arms.add_argument("--threads", type=int, default=1)
+    summ = sub.add_parser("summary", help="apply the calibration rules to the schedule folders")
+    summ.add_argument("--root", default=os.path.join(HERE, "results", "calibration_v2"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
     if args.part == "generator":
@@ -87,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         with open(os.path.join(HERE, "results", "calibration_v2_generator.json"), "w") as f:
             json.dump({"command": "python benchmarks/calibrate_v2.py generator", "results": out}, f, indent=2)
+        return 0
+    if args.part == "summary":
+        out = summarise_schedules(args.root, arms_in_grid=len(ablation.V2_ARMS))
+        out["command"] = "python benchmarks/calibrate_v2.py summary"
+        print(json.dumps(out, indent=2))
+        with open(os.path.join(args.root, "..", "calibration_v2.json"), "w") as f:
+            json.dump(out, f, indent=2)
         return 0
     torch.set_num_threads(args.threads)
     overrides = dict(ablation.V2_BENCHMARK, iterations=args.iterations)

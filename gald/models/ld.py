@@ -23,7 +23,9 @@ LD_DOWNSAMPLING = ("dwconv", "bilinear", "avgpool")
 #: its per-image, per-channel spatial mean (keeps the scale, removes the spatial information), or 0.
 LD_INTERVENTIONS = ("spatial_mean", "zero")
 
-#: Paper mode's LD design (decided from gradient health alone: docs/ld.md, benchmarks/results/ld_diagnosis.md).
+#: Paper mode's LD design: the authors' (a norm on every depth-wise conv, PyTorch's default init).
+#: Decided from gradient health alone (issue #14): no alternative tried met the criterion, and this
+#: one came closest (docs/ld.md, benchmarks/results/ld_diagnosis.md).
 PAPER_LD = {"last_norm": True, "init": "default"}
 
 #: Initialisations of the depth-wise convs: PyTorch's ``default``; ``box`` — every 3×3 kernel
