@@ -12,7 +12,8 @@ again with every :class:`~gald.models.LocalDistribution`'s mask replaced, and co
 The LD effect of a metric is ``metric(as trained) − metric(intervened)`` in points: positive when
 LD's spatial information helps. Its 95 % interval comes from a paired bootstrap over validation
 images (both evaluations resampled with the same images). A model is **LD inert** when that
-interval contains 0 and lies within ± the smallest effect of interest (``sesoi``).
+interval contains 0 and lies within ± the smallest effect of interest (``sesoi``); the finer
+:func:`ld_verdict` also names the other cases (negligible, helps, hurts, undetermined).
 
 Example::
 
@@ -44,10 +45,32 @@ __all__ = [
     "summary_from_confusions",
     "ld_effect",
     "ld_effect_summary",
+    "ld_verdict",
+    "LD_VERDICTS",
     "mask_contrast",
 ]
 
 SUMMARY_METRICS = ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")
+
+#: What an LD effect's interval says, given the smallest effect of interest S (see :func:`ld_verdict`).
+LD_VERDICTS = {
+    "inert": "LD inert: the interval holds 0 and lies within ±S",
+    "negligible": "LD used, negligibly: the interval excludes 0 but lies within ±S",
+    "helps": "LD helps: the interval lies above 0 and reaches beyond S",
+    "hurts": "LD hurts: the interval lies below 0 and reaches beyond −S",
+    "undetermined": "undetermined: the interval holds 0 and reaches beyond ±S",
+}
+
+
+def ld_verdict(ci95: Sequence[float], sesoi: float) -> str:
+    """One of :data:`LD_VERDICTS` for an LD effect's 95 % interval ``(lo, hi)``."""
+    lo, hi = ci95
+    within = -sesoi <= lo and hi <= sesoi
+    if lo <= 0 <= hi:
+        return "inert" if within else "undetermined"
+    if within:
+        return "negligible"
+    return "helps" if lo > 0 else "hurts"
 
 
 def _ld_modules(model: nn.Module) -> list[LocalDistribution]:
@@ -250,16 +273,15 @@ def ld_effect(
     metrics = {name: entry(name) for name in point_base if name != "per_class"}
     names = list(class_names) if class_names else [f"class_{i}" for i in range(k)]
     per_class = {names[j]: entry("per_class", j) for j in range(k)}
-    lo, hi = metrics["mIoU"]["ci95"]
-    inert = bool(lo <= 0 <= hi and -sesoi <= lo and hi <= sesoi)
-    return {"kind": kind, "images": n, "n_boot": n_boot, "sesoi": sesoi, "inert": inert, "metrics": metrics,
-            "per_class": per_class}
+    verdict = ld_verdict(metrics["mIoU"]["ci95"], sesoi)
+    return {"kind": kind, "images": n, "n_boot": n_boot, "sesoi": sesoi, "inert": verdict == "inert",
+            "verdict": verdict, "metrics": metrics, "per_class": per_class}
 
 
 def ld_effect_summary(effect: dict) -> dict:
     """The compact form kept in checkpoints and model cards: the summary metrics' effects and
     intervals, the verdict and how it was measured (no per-class rows)."""
-    keep = ("kind", "images", "n_boot", "sesoi", "inert")
+    keep = ("kind", "images", "n_boot", "sesoi", "inert", "verdict")
     return {**{k: effect[k] for k in keep},
             **{name: {"effect": e["effect"], "ci95": e["ci95"], "as_trained": e["as_trained"]}
                for name, e in effect["metrics"].items()}}
@@ -272,9 +294,10 @@ def format_ld_effect(summary: dict) -> str:
         return f"{label} {e['effect']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]"
 
     parts = [part("mIoU", "mIoU")] + ([part("small_mIoU", "small-pattern mIoU")] if "small_mIoU" in summary else [])
-    verdict = "LD inert" if summary["inert"] else "LD not inert"
+    verdict = summary.get("verdict") or ld_verdict(summary["mIoU"]["ci95"], summary["sesoi"])
+    text = LD_VERDICTS[verdict].split(":")[0].replace("undetermined", "LD use undetermined")
     return (f"LD effect (points lost when M is replaced by its spatial mean, 95% CI over {summary['images']} images): "
-            f"{'; '.join(parts)} — {verdict} at ±{summary['sesoi']:g}")
+            f"{'; '.join(parts)} — {text} (S = ±{summary['sesoi']:g})")
 
 
 @torch.no_grad()

@@ -140,3 +140,14 @@ def test_mask_contrast_is_zero_for_a_constant_mask_and_signed_otherwise():
     assert flat["contrast"] == pytest.approx(0, abs=1e-6)
     with pytest.raises(ValueError, match="no LD mask"):
         mask_contrast(tiny("ga"), batches(1), small_classes=(3,), large_classes=(0,))
+
+
+@pytest.mark.parametrize(
+    ("ci", "expected"),
+    [((-0.3, 0.4), "inert"), ((0.1, 0.4), "negligible"), ((-0.4, -0.1), "negligible"), ((0.5, 1.6), "helps"),
+     ((-2.0, -0.2), "hurts"), ((-0.5, 1.5), "undetermined")],
+)
+def test_ld_verdict(ci, expected):
+    from gald.ld_effect import LD_VERDICTS, ld_verdict
+
+    assert ld_verdict(ci, 1.0) == expected and expected in LD_VERDICTS
