@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -26,6 +27,7 @@ import tempfile
 import torch
 
 from gald import ablation
+from gald.ld_effect import ld_verdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PREREG = os.path.join(HERE, "PREREGISTRATION_v2.md")
@@ -35,20 +37,41 @@ SMOKE = dict(iterations=6, num_train=4, num_val=2, crop_size=[48, 64], batch_siz
              depths=[1, 1, 1, 1], widths=[8, 8, 16, 16], head_channels=16, aux_channels=16)
 
 
+PLAN_SESOI = ("mIoU", "small_mIoU", "context_mIoU")
+
+
 def read_plan(path: str) -> dict:
-    """The pre-registration's machine-readable block (the ```json fence after "## Plan")."""
+    """The pre-registration's machine-readable block (the ```json fence under the "## Plan" heading),
+    checked against the code: the schedule equals ``gald.ablation.V2_BENCHMARK``'s, the arms are
+    known, SESOIs are given for every metric the analysis needs."""
     with open(path) as f:
         text = f.read()
-    m = re.search(r"## Plan.*?```json\n(.*?)\n```", text, flags=re.S)
+    m = re.search(r"^## Plan[ \t]*$.*?```json\n(.*?)\n```", text, flags=re.S | re.M)
     if not m:
-        raise ValueError(f"{path}: no ```json block after a '## Plan' heading")
+        raise ValueError(f"{path}: no ```json block under a '## Plan' heading")
     plan = json.loads(m.group(1))
     missing = {"arms", "seeds", "threads", "schedule", "sesoi"} - set(plan)
     if missing:
         raise ValueError(f"{path}: the plan lacks {sorted(missing)}")
-    if plan["schedule"] != {k: v for k, v in ablation.V2_BENCHMARK.items() if k in plan["schedule"]}:
-        raise ValueError(f"{path}: the plan's schedule differs from gald.ablation.V2_BENCHMARK")
+    schedule = {k: ablation.V2_BENCHMARK.get(k) for k in ("iterations", "d", "synthetic_version")}
+    if plan["schedule"] != schedule:
+        raise ValueError(f"{path}: the plan's schedule {plan['schedule']} differs from gald.ablation.V2_BENCHMARK's {schedule}")
+    unknown = [a for a in plan["arms"] if a not in ablation.VARIANTS]
+    if unknown:
+        raise ValueError(f"{path}: unknown arms {unknown}")
+    lacking = [k for k in PLAN_SESOI if k not in plan["sesoi"]]
+    if lacking:
+        raise ValueError(f"{path}: the plan gives no SESOI for {lacking}")
     return plan
+
+
+def check_code_location() -> None:
+    """The grid must run the code of the checkout this script is in (a worktree at the
+    pre-registration commit), not another copy an editable install points at."""
+    repo = os.path.dirname(HERE)
+    lib = os.path.dirname(os.path.dirname(os.path.abspath(ablation.__file__)))
+    if os.path.realpath(repo) != os.path.realpath(lib):
+        raise ValueError(f"this script is in {repo} but imports gald from {lib}; run it with PYTHONPATH={repo}")
 
 
 def shard_cells(arms: list[str], seeds: list[int], shard: tuple[int, int]) -> list[tuple[str, int]]:
@@ -60,14 +83,20 @@ def shard_cells(arms: list[str], seeds: list[int], shard: tuple[int, int]) -> li
 
 def run(args: argparse.Namespace) -> int:
     plan = read_plan(args.prereg)
+    check_code_location()
     threads = plan["threads"]
     torch.set_num_threads(threads)
     overrides = dict(ablation.V2_BENCHMARK, **(SMOKE if args.smoke else {}))
     arms = args.arms or plan["arms"]
     seeds = args.seeds if args.seeds is not None else plan["seeds"]
+    outside = [a for a in arms if a not in plan["arms"]] + [s for s in seeds if s not in plan["seeds"]]
+    if outside and not args.smoke:
+        raise ValueError(f"{outside} are not in the plan's arms / seeds ({args.prereg}); the grid runs only what was pre-registered")
     if args.smoke:
         arms, seeds = ["fcn", "cgnl", "cgnl+ld"], [0, 1]
     identity = ablation.grid_identity(benchmark="v2" + ("-smoke" if args.smoke else ""), preregistration=args.prereg)
+    if identity["commit"].endswith("+dirty") and not args.smoke:
+        raise ValueError("gald/ or benchmarks/ablation_v2.py has uncommitted changes; the grid runs committed code only")
     work = args.work_dir or tempfile.mkdtemp(prefix="gald-v2-")
     for arm, seed in shard_cells(arms, seeds, args.shard):
         ablation.run_cell(arm, seed, results_dir=args.results, work_dir=work, overrides=overrides, identity=identity,
@@ -81,11 +110,18 @@ def analyse(args: argparse.Namespace) -> dict:
     identities = {json.dumps(c.get("identity"), sort_keys=True) for c in cells}
     if len(identities) > 1:
         raise ablation.MixedGridError(f"{args.results}: cells of {len(identities)} grids: {sorted(identities)}")
-    result = ablation.analyse_v2(cells, plan["sesoi"])
+    prereg = ablation.grid_identity(benchmark="", preregistration=args.prereg, commit="")["preregistration"]
+    stale = [f"{c['variant']}-s{c['seed']}" for c in cells if (c.get("identity") or {}).get("preregistration") != prereg]
+    if stale:
+        raise ablation.MixedGridError(f"cells {stale[:3]}... were run under another pre-registration than {args.prereg}")
+    result = ablation.analyse_v2(cells, plan["sesoi"], plan=None if args.smoke else plan)
+    s_miou = plan["sesoi"]["mIoU"]  # the pre-registered SESOI, not the library default
     result["ld_effects"] = [
         {"variant": c["variant"], "seed": c["seed"],
          **{k: {"effect": v["metrics"]["mIoU"]["effect"], "ci95": v["metrics"]["mIoU"]["ci95"],
-                "small_effect": v["metrics"].get("small_mIoU", {}).get("effect"), "inert": v["inert"]}
+                "small_effect": (v["metrics"].get("small_mIoU") or {}).get("effect", math.nan),
+                "small_ci95": (v["metrics"].get("small_mIoU") or {}).get("ci95", [math.nan, math.nan]),
+                "verdict": ld_verdict(v["metrics"]["mIoU"]["ci95"], s_miou)}
             for k, v in c["ld_effect"].items()}}
         for c in cells if "ld_effect" in c
     ]
@@ -105,12 +141,13 @@ def analyse(args: argparse.Namespace) -> dict:
         "## Per arm (mean ± sample std over seeds)",
         ablation.markdown_table(table),
         "## LD effect of every LD cell (mIoU as trained − with M replaced by its spatial mean; 95 % bootstrap CI over images)",
-        "| arm | seed | LD effect (mIoU) | 95 % CI | small-pattern effect | inert | M = 0 effect |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | seed | LD effect (mIoU) | 95 % CI | small-pattern effect | 95 % CI | verdict (S = SESOI of mIoU) | M = 0 effect (mIoU) |",
+        "|---|---|---|---|---|---|---|---|",
         *[f"| {e['variant']} | {e['seed']} | {e['spatial_mean']['effect']:+.2f} | "
           f"[{e['spatial_mean']['ci95'][0]:+.2f}, {e['spatial_mean']['ci95'][1]:+.2f}] | "
-          f"{e['spatial_mean']['small_effect']:+.2f} | {'yes' if e['spatial_mean']['inert'] else 'no'} | "
-          f"{e['zero']['effect']:+.2f} |" for e in result["ld_effects"]],
+          f"{e['spatial_mean']['small_effect']:+.2f} | "
+          f"[{e['spatial_mean']['small_ci95'][0]:+.2f}, {e['spatial_mean']['small_ci95'][1]:+.2f}] | "
+          f"{e['spatial_mean']['verdict']} | {e['zero']['effect']:+.2f} |" for e in result["ld_effects"]],
     ]
     out_md = os.path.join(args.results, "..", "ablation_v2.md") if not args.smoke else os.path.join(args.results, "ablation_v2.md")
     out_json = out_md[:-3] + ".json"
@@ -136,6 +173,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell from the i-th (parallel runners)")
     r.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder)")
     args = parser.parse_args(argv)
+    if args.smoke and args.results == RESULTS:  # smoke cells never land in the real grid's folder
+        args.results = os.path.join(tempfile.gettempdir(), "gald-v2-smoke")
     if args.command == "run":
         try:
             i, n = (int(x) for x in args.shard.split("/"))
@@ -159,6 +198,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except (ablation.MixedGridError, ValueError, FileNotFoundError) as exc:
+    except (ablation.MixedGridError, ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -26,6 +26,7 @@ import math
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -108,16 +109,26 @@ def grid_identity(*, benchmark: str, preregistration: str | None = None, commit:
     """What every cell of one grid must share: the benchmark, the code commit and the
     pre-registration file's SHA-256 (first 16 hex digits)."""
     if commit is None:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                    cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            commit = "unknown"
+        commit = code_commit()
     prereg = None
     if preregistration is not None:
         with open(preregistration, "rb") as f:
             prereg = hashlib.sha256(f.read()).hexdigest()[:16]
     return {"benchmark": benchmark, "commit": commit, "preregistration": prereg}
+
+
+def code_commit() -> str:
+    """The commit of the checkout this module was imported from, ``+dirty`` when ``gald/`` or
+    ``benchmarks/`` have uncommitted changes, or ``"unknown"`` outside git."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gald", "benchmarks/ablation_v2.py"],
+                               capture_output=True, text=True, check=True, cwd=os.path.dirname(here)).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 def check_identity(results_dir: str, identity: dict) -> None:
@@ -170,8 +181,8 @@ def run_cell(
     if measure_ld_effect and variant in LD_ARMS:
         cell["ld_effect"] = _cell_ld_effect(cfg, summary)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")  # one per process: shards never share it
+    with os.fdopen(fd, "w") as f:
         json.dump(cell, f, indent=2)
     os.replace(tmp, path)
     log.info("cell %s seed %d: mIoU %.2f in %.0f s", variant, seed, cell["mIoU"], cell["wall_seconds"])
@@ -344,19 +355,25 @@ V2_CLAIMS = [
 def _paired_values(cells: Sequence[dict], a: str, b: str, metric: str) -> tuple[list[int], list[float], list[float]]:
     """Per-seed values of ``metric`` for arms ``a`` and ``b`` over the seeds both have."""
     by = {(c["variant"], c["seed"]): c.get(metric) for c in cells}
-    seeds = sorted(s for (v, s) in by if v == a and (b, s) in by and by[(a, s)] is not None and by[(b, s)] is not None)
+    ok = {k: v for k, v in by.items() if v is not None and math.isfinite(v)}
+    seeds = sorted(s for (v, s) in ok if v == a and (b, s) in ok)
+    by = ok
     return seeds, [by[(a, s)] for s in seeds], [by[(b, s)] for s in seeds]
 
 
-def analyse_v2(cells: Sequence[dict], sesoi: dict[str, float], *, alpha: float = 0.05) -> dict:
+def analyse_v2(cells: Sequence[dict], sesoi: dict[str, float], *, alpha: float = 0.05,
+               plan: dict | None = None) -> dict:
     """The pre-registered analysis: per claim the paired result, Holm-adjusted p-values (the tests
-    and, separately, the equivalence tests, each over the claims that have ≥ 2 paired seeds) and
-    the verdict; and the manipulation check, tested on its own.
+    and, separately, the equivalence tests, always over the whole family of claims: a claim that
+    could not be tested counts with p = 1) and the verdict; and the manipulation check, tested on its
+    own. With ``plan`` (arms and seeds), a grid that is not exactly the plan's arms × seeds is
+    marked incomplete, and its verdicts are provisional.
 
     Args:
         cells: v2 cells (one identity).
         sesoi: smallest effect of interest per metric, in points.
         alpha: family-wise error rate.
+        plan: the pre-registration's plan (``arms``, ``seeds``).
     """
     rows = []
     for key, claim, a, b, metric in V2_CLAIMS:
@@ -365,22 +382,29 @@ def analyse_v2(cells: Sequence[dict], sesoi: dict[str, float], *, alpha: float =
         if len(seeds) >= 2:
             row.update(stats.paired(va, vb, sesoi=sesoi[metric]).to_dict())
         rows.append(row)
-    tested = [r for r in rows if "p" in r]
     for name, source in (("p_holm", "p"), ("p_tost_holm", "p_tost")):
-        for r, adj in zip(tested, stats.holm([r[source] for r in tested])):
-            r[name] = adj
-    for r in tested:
-        r["verdict"] = stats.verdict(r["delta"], r["p_holm"], r["p_tost_holm"], alpha=alpha)
-        r["below_sesoi"] = r["verdict"] in ("supported", "contradicted") and abs(r["delta"]) < r["sesoi"]
+        for r, adj in zip(rows, stats.holm([r.get(source, 1.0) for r in rows])):
+            if source in r:
+                r[name] = adj
     for r in rows:
-        r.setdefault("verdict", "not run")
+        if "p" in r:
+            r["verdict"] = stats.verdict(r["delta"], r["p_holm"], r["p_tost_holm"], alpha=alpha)
+            r["below_sesoi"] = r["verdict"] in ("supported", "contradicted") and abs(r["delta"]) < r["sesoi"]
+        else:
+            r["verdict"] = "not run"
     desc, a, b, metric = V2_MANIPULATION_CHECK
     seeds, va, vb = _paired_values(cells, a, b, metric)
     check = {"claim": desc, "a": a, "b": b, "metric": metric, "seeds": seeds}
     if len(seeds) >= 2:
         check.update(stats.paired(va, vb, sesoi=sesoi[metric]).to_dict())
         check["passed"] = bool(check["p"] < alpha and check["delta"] > 0)
-    return {"claims": rows, "manipulation_check": check, "alpha": alpha, "sesoi": dict(sesoi)}
+    complete = None
+    if plan is not None:
+        have = {(c["variant"], c["seed"]) for c in cells}
+        want = {(a, s) for a in plan["arms"] for s in plan["seeds"]}
+        complete = have == want
+    return {"claims": rows, "manipulation_check": check, "alpha": alpha, "sesoi": dict(sesoi), "complete": complete,
+            "cells": len(cells)}
 
 
 def markdown_v2(analysis: dict) -> str:
@@ -399,9 +423,12 @@ def markdown_v2(analysis: dict) -> str:
         return (f"| {r['claim']} | {r['metric']} | {r['n']} | {r['delta']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | "
                 f"{r['g_av']:+.2f} | {p} | {tost} | {verdict} |")
 
+    provisional = " (provisional: incomplete grid)" if analysis.get("complete") is False else ""
+    check_failed = analysis["manipulation_check"].get("passed") is False
     for r in analysis["claims"]:
         flag = " (|Δ| < SESOI)" if r.get("below_sesoi") else ""
-        lines.append(fmt(r, f"**{r['verdict']}**{flag}"))
+        flag += "; manipulation check failed" if check_failed and r["verdict"] != "not run" else ""
+        lines.append(fmt(r, f"**{r['verdict']}**{flag}{provisional}"))
     check = analysis["manipulation_check"]
     status = {True: "passed", False: "failed"}.get(check.get("passed"), "not run")
     lines.append(fmt(check, f"manipulation check: {status}"))

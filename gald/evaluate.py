@@ -203,7 +203,7 @@ def evaluate_checkpoint(
 def _ld_effect(model, data, device: str, sesoi: float) -> dict:
     from gald.ld_effect import ld_effect, mask_contrast
 
-    batches = list(data.val_loader)
+    batches = data.val_loader  # iterated once per pass: the validation set is never held in memory
     kwargs = dict(small_classes=data.small_classes, large_classes=data.large_classes, device=device)
     out = {"ld_effect": ld_effect(model, batches, class_names=data.class_names, sesoi=sesoi,
                                   ignore_index=data.ignore_index, **kwargs)}

@@ -133,6 +133,7 @@ def per_image_confusions(
     Shape:
         -> (N, K, K), (N, K, K) int64, rows ground truth, columns prediction
     """
+    was_training = model.training
     model.eval()
     context = ld_intervention(model, intervention) if intervention else contextlib.nullcontext()
     full, band_cms = [], []
@@ -144,6 +145,7 @@ def per_image_confusions(
             for p, t, b in zip(pred, labels, band):
                 full.append(confusion_matrix(p, t, num_classes, ignore_index))
                 band_cms.append(confusion_matrix(p[b], t[b], num_classes, ignore_index))
+    model.train(was_training)
     return torch.stack(full), torch.stack(band_cms)
 
 
@@ -226,7 +228,7 @@ def ld_effect(
 
     Args:
         model: a segmentation model with at least one LD module.
-        batches: ``(images, labels)`` batches; iterated twice (pass a loader or a list).
+        batches: ``(images, labels, ...)`` batches; iterated twice, so a loader or a list, not a generator.
         num_classes: K (default: the model's ``head.classifier.out_channels``).
         class_names: names for the per-class effects (default ``class_i``).
         small_classes / large_classes: train ids of the small- and large-pattern groups.
@@ -245,7 +247,6 @@ def ld_effect(
         raise ValueError("the model has no LD module (block 'ga' or 'none'); the LD effect is undefined")
     if num_classes is None:
         num_classes = model.head.classifier.out_channels
-    batches = list(batches)
     base, base_b = per_image_confusions(model, batches, num_classes, ignore_index=ignore_index, device=device)
     alt, alt_b = per_image_confusions(model, batches, num_classes, intervention=kind, ignore_index=ignore_index,
                                       device=device)
@@ -321,6 +322,7 @@ def mask_contrast(
     Returns:
         ``{"contrast", "ci95", "large_mean", "small_mean", "images"}`` (mask units, 0..1).
     """
+    was_training = model.training
     model.eval()
     per_image = []
     large_vals, small_vals = [], []
@@ -339,6 +341,7 @@ def mask_contrast(
                 per_image.append(lv - sv)
                 large_vals.append(lv)
                 small_vals.append(sv)
+    model.train(was_training)
     if not per_image:
         raise ValueError("no image holds both small- and large-pattern pixels")
     x = np.asarray(per_image)

@@ -5,8 +5,10 @@ the same seeds — the same data order and backbone initialisation — so each s
 difference. The verdict rules live in :func:`verdict`; the arithmetic follows Lakens (2013, 2017):
 
 * the 95 % paired t-interval of the mean difference and the two-sided paired t-test;
-* Hedges' ``g_av``: the mean difference over the average of the two arms' standard deviations,
-  times the small-sample correction ``1 − 3 / (4 (n_a + n_b) − 9)``;
+* Hedges' ``g_av``: the mean difference over the average of the two arms' standard deviations
+  (Cohen's ``d_av``), times the small-sample correction ``1 − 3 / (4 (n_a + n_b) − 9)`` with
+  ``n_a = n_b = n`` — Lakens (2013)'s eq. 4 applied to ``d_av``. (Another convention uses the
+  paired degrees of freedom, ``1 − 3 / (4 (n − 1) − 1)``; verdicts do not depend on ``g_av``.);
 * the paired two one-sided tests (TOST) against ``±SESOI``: ``p = max(p_lower, p_upper)``;
 * Holm's step-down adjustment of a family of p-values.
 """
@@ -52,6 +54,8 @@ def paired(a: Sequence[float], b: Sequence[float], *, sesoi: float) -> PairedRes
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired values need equal 1-D lengths, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"paired values must be finite, got {a.tolist()} and {b.tolist()}")
     n = len(a)
     if n < 2:
         raise ValueError(f"a paired comparison needs at least 2 seeds, got {n}")
@@ -109,7 +113,8 @@ def verdict(delta: float, p_holm: float, p_tost_holm: float, *, alpha: float = 0
 
 
 def seeds_for_half_width(sd_diff: float, half_width: float, *, minimum: int = 5, maximum: int = 100) -> int:
-    """The fewest seeds whose 95 % paired t-interval has half-width ``≤ half_width`` given ``sd_diff``."""
+    """The fewest seeds whose 95 % paired t-interval has half-width ``≤ half_width`` given ``sd_diff``;
+    ``maximum + 1`` when even ``maximum`` seeds do not reach it (the caller reports "unpowered")."""
     for n in range(max(2, minimum), maximum + 1):
         if stats.t.ppf(0.975, n - 1) * sd_diff / math.sqrt(n) <= half_width:
             return n

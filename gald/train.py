@@ -444,12 +444,6 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         "world_size": world,
         "torch": torch.__version__,
     }
-    if dist.is_main() and cfg.ld_effect and has_ld(net):
-        # the causal LD metric (gald.ld_effect): kept in metrics.json and model.pt for model cards
-        effect = ld_effect(net, data.val_loader, class_names=data.class_names, small_classes=data.small_classes,
-                           large_classes=data.large_classes, ignore_index=data.ignore_index, device=device)
-        summary["ld_effect"] = effect
-        log.info("%s", format_ld_effect(ld_effect_summary(effect)))
     if dist.is_main():
         log.info("\n%s", format_table(final, title=f"{cfg.name}: validation ({len(data.val_set)} images)"))
         for name, res in summary["stages"].items():
@@ -467,12 +461,39 @@ def _main(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             "metrics": {k: final[k] for k in ("mIoU", "pixel_acc", "boundary_mIoU") if k in final},
             "format_version": 1,
         }
-        if "ld_effect" in summary:
-            model_state["ld_effect"] = ld_effect_summary(summary["ld_effect"])
         ckpt.save_checkpoint(model_state, os.path.join(run_dir, "model.pt"))
+        effect = _measure_ld_effect(net, data, cfg, device, world)
+        if effect is not None:  # kept in metrics.json and model.pt for model cards and the app
+            summary["ld_effect"] = effect
+            model_state["ld_effect"] = ld_effect_summary(effect)
+            with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+            ckpt.save_checkpoint(model_state, os.path.join(run_dir, "model.pt"))
         log.info("wrote %s (model.pt, last.pt, metrics.json, curves.png) in %.1f s of training", run_dir, train_seconds)
     dist.cleanup()
     return summary
+
+
+def _measure_ld_effect(net: nn.Module, data, cfg: TrainConfig, device: torch.device, world: int) -> dict | None:
+    """The causal LD metric of a finished run (:mod:`gald.ld_effect`), after model.pt is safe on disk.
+
+    Skipped for models without LD, with ``ld_effect: false``, and under DDP (each rank holds a
+    shard of the validation set; ``gald.evaluate --ld-effect`` measures it afterwards). A failure
+    is logged, never fatal: the trained model is already saved.
+    """
+    if not (cfg.ld_effect and has_ld(net)):
+        return None
+    if world > 1:
+        log.info("LD effect not measured under DDP; run python -m gald.evaluate --checkpoint model.pt --ld-effect")
+        return None
+    try:
+        effect = ld_effect(net, data.val_loader, class_names=data.class_names, small_classes=data.small_classes,
+                           large_classes=data.large_classes, ignore_index=data.ignore_index, device=device)
+    except (RuntimeError, ValueError) as err:
+        log.warning("LD effect not measured: %s", err)
+        return None
+    log.info("%s", format_ld_effect(ld_effect_summary(effect)))
+    return effect
 
 
 def cli(argv: list[str] | None = None) -> dict:

@@ -111,12 +111,31 @@ def test_v2_grid_refuses_cells_of_another_identity(tmp_path, capsys):
 
 def test_v2_plan_must_match_the_code(tmp_path):
     runner = _runner_v2()
-    with pytest.raises(ValueError, match="schedule differs"):
+    with pytest.raises(ValueError, match="schedule .* differs"):
         runner.read_plan(_prereg(tmp_path, schedule={"iterations": 1}))
+    with pytest.raises(ValueError, match="no SESOI for \\['context_mIoU'\\]"):
+        runner.read_plan(_prereg(tmp_path, sesoi={"mIoU": 1.0, "small_mIoU": 1.0}))
+    with pytest.raises(ValueError, match="unknown arms"):
+        runner.read_plan(_prereg(tmp_path, arms=["fcn", "gald++"]))
     bad = tmp_path / "bad.md"
-    bad.write_text("# nothing\n")
+    bad.write_text("# nothing\n\n### Plan\n\n```json\n{}\n```\n")  # not a '## Plan' heading
     with pytest.raises(ValueError, match="no ```json block"):
         runner.read_plan(str(bad))
+
+
+def test_v2_analysis_is_provisional_until_the_grid_is_complete_and_holm_counts_every_claim():
+    cells = [{"variant": v, "seed": s, "mIoU": 50.0 + s + (3.0 if v == "cgnl+ld" else 0.0) + 0.1 * (s % 2),
+              "small_mIoU": 40.0 + s, "context_mIoU": 60.0 + s}
+             for v in ("cgnl", "cgnl+ld") for s in range(5)]
+    plan = {"arms": list(ablation.V2_ARMS), "seeds": list(range(5))}
+    result = ablation.analyse_v2(cells, {"mIoU": 1.0, "small_mIoU": 1.0, "context_mIoU": 1.0}, plan=plan)
+    assert result["complete"] is False
+    row = {r["key"]: r for r in result["claims"]}["gald-vs-ga"]
+    assert row["p_holm"] == pytest.approx(min(1.0, 6 * row["p"]))  # m = 6 although only 2 claims ran
+    assert "provisional" in ablation.markdown_v2(result)
+    cells[0]["mIoU"] = float("nan")  # a NaN seed is dropped, never turned into a verdict
+    again = {r["key"]: r for r in ablation.analyse_v2(cells, result["sesoi"])["claims"]}["gald-vs-ga"]
+    assert again["n"] == 4
 
 
 def test_shards_partition_the_grid():

@@ -68,6 +68,8 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint") -> 
     if not isinstance(model_cfg, dict) or "arch" not in model_cfg:
         raise ValueError(f"{what!r} has no model config ('config' → 'model' → 'arch'); cannot rebuild it")
     model_cfg = dict(model_cfg)
+    if "ld_zero_init" in model_cfg:  # a development name of ld_init="zero"
+        model_cfg["ld_init"] = "zero" if model_cfg.pop("ld_zero_init") else "default"
     # Checkpoints written before LD's design became an option had a normalised last conv, default init.
     model_cfg.setdefault("ld_last_norm", True)
     model_cfg.setdefault("ld_init", "default")
