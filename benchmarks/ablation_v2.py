@@ -115,6 +115,8 @@ def analyse(args: argparse.Namespace) -> dict:
     if stale:
         raise ablation.MixedGridError(f"cells {stale[:3]}... were run under another pre-registration than {args.prereg}")
     result = ablation.analyse_v2(cells, plan["sesoi"], plan=None if args.smoke else plan)
+    if args.smoke:
+        result["complete"] = None
     s_miou = plan["sesoi"]["mIoU"]  # the pre-registered SESOI, not the library default
     result["ld_effects"] = [
         {"variant": c["variant"], "seed": c["seed"],

@@ -373,12 +373,13 @@ def analyse_v2(cells: Sequence[dict], sesoi: dict[str, float], *, alpha: float =
         cells: v2 cells (one identity).
         sesoi: smallest effect of interest per metric, in points.
         alpha: family-wise error rate.
-        plan: the pre-registration's plan (``arms``, ``seeds``).
+        plan: the pre-registration's plan (``arms``, ``seeds``, and ``exploratory`` claim keys).
     """
     rows = []
     for key, claim, a, b, metric in V2_CLAIMS:
         seeds, va, vb = _paired_values(cells, a, b, metric)
-        row = {"key": key, "claim": claim, "a": a, "b": b, "metric": metric, "seeds": seeds}
+        row = {"key": key, "claim": claim, "a": a, "b": b, "metric": metric, "seeds": seeds,
+               "status": "exploratory" if plan and key in plan.get("exploratory", ()) else "confirmatory"}
         if len(seeds) >= 2:
             row.update(stats.paired(va, vb, sesoi=sesoi[metric]).to_dict())
         rows.append(row)
@@ -428,7 +429,8 @@ def markdown_v2(analysis: dict) -> str:
     for r in analysis["claims"]:
         flag = " (|Δ| < SESOI)" if r.get("below_sesoi") else ""
         flag += "; manipulation check failed" if check_failed and r["verdict"] != "not run" else ""
-        lines.append(fmt(r, f"**{r['verdict']}**{flag}{provisional}"))
+        status = " (exploratory)" if r.get("status") == "exploratory" else ""
+        lines.append(fmt(r, f"**{r['verdict']}**{status}{flag}{provisional}"))
     check = analysis["manipulation_check"]
     status = {True: "passed", False: "failed"}.get(check.get("passed"), "not run")
     lines.append(fmt(check, f"manipulation check: {status}"))

@@ -127,12 +127,14 @@ def test_v2_analysis_is_provisional_until_the_grid_is_complete_and_holm_counts_e
     cells = [{"variant": v, "seed": s, "mIoU": 50.0 + s + (3.0 if v == "cgnl+ld" else 0.0) + 0.1 * (s % 2),
               "small_mIoU": 40.0 + s, "context_mIoU": 60.0 + s}
              for v in ("cgnl", "cgnl+ld") for s in range(5)]
-    plan = {"arms": list(ablation.V2_ARMS), "seeds": list(range(5))}
+    plan = {"arms": list(ablation.V2_ARMS), "seeds": list(range(5)), "exploratory": ["gald-vs-ldga"]}
     result = ablation.analyse_v2(cells, {"mIoU": 1.0, "small_mIoU": 1.0, "context_mIoU": 1.0}, plan=plan)
     assert result["complete"] is False
     row = {r["key"]: r for r in result["claims"]}["gald-vs-ga"]
     assert row["p_holm"] == pytest.approx(min(1.0, 6 * row["p"]))  # m = 6 although only 2 claims ran
-    assert "provisional" in ablation.markdown_v2(result)
+    md = ablation.markdown_v2(result)
+    assert "provisional" in md and "(exploratory)" in md
+    assert {r["key"]: r["status"] for r in result["claims"]}["gald-vs-ga"] == "confirmatory"
     cells[0]["mIoU"] = float("nan")  # a NaN seed is dropped, never turned into a verdict
     again = {r["key"]: r for r in ablation.analyse_v2(cells, result["sesoi"])["claims"]}["gald-vs-ga"]
     assert again["n"] == 4
