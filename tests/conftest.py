@@ -38,3 +38,15 @@ def no_downloads(monkeypatch, tmp_path):
 def seeded():
     torch.manual_seed(0)
     yield
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (a script, not a package module) for its functions."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,20 +1,14 @@
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from gald import ablation
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _runner():
-    spec = importlib.util.spec_from_file_location("ablation_runner", ROOT / "benchmarks" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablation")
 
 
 def test_smoke_runs_writes_and_skips_finished_cells(tmp_path, monkeypatch):
@@ -63,10 +57,7 @@ def test_decision_rule():
 # ---------------------------------------------------------------------------------------------- v2
 
 def _runner_v2():
-    spec = importlib.util.spec_from_file_location("ablation_v2_runner", ROOT / "benchmarks" / "ablation_v2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablation_v2")
 
 
 def _prereg(tmp_path, **changes):

@@ -1,18 +1,13 @@
 """benchmarks/ld_diagnosis.py: gradient ratios and mask statistics are recorded, runs merge."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("ld_diagnosis", ROOT / "benchmarks" / "ld_diagnosis.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ld_diagnosis")
 
 
 def test_smoke_records_ratios_and_mask_std_then_merges(tmp_path):
