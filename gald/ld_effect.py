@@ -112,7 +112,7 @@ def ld_intervention(model: nn.Module, kind: str = "spatial_mean") -> Iterator[nn
 def per_image_confusions(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    num_classes: int,
+    num_classes: int | None = None,
     *,
     intervention: str | None = None,
     ignore_index: int = 255,
@@ -124,7 +124,7 @@ def per_image_confusions(
     Args:
         model: a segmentation model returning ``{"out": logits}`` at the input size.
         batches: ``(images, labels, ...)`` batches, e.g. a validation loader (extra items ignored).
-        num_classes: K.
+        num_classes: K (default: the number of output channels).
         intervention: ``None`` (as trained) or an :data:`LD_INTERVENTIONS` name.
         ignore_index: label value left out.
         boundary_width: half-width of the band around label edges (as :class:`~gald.metrics.SegmentationMetrics`).
@@ -140,7 +140,9 @@ def per_image_confusions(
     with context:
         for batch in batches:
             images, labels = batch[0], batch[1]  # loaders may add instance maps
-            pred = model(images.to(device))["out"].argmax(1).cpu()
+            logits = model(images.to(device))["out"]
+            num_classes = num_classes or logits.shape[1]
+            pred = logits.argmax(1).cpu()
             band = boundary_band(labels, boundary_width, ignore_index)
             for p, t, b in zip(pred, labels, band):
                 full.append(confusion_matrix(p, t, num_classes, ignore_index))
@@ -229,7 +231,7 @@ def ld_effect(
     Args:
         model: a segmentation model with at least one LD module.
         batches: ``(images, labels, ...)`` batches; iterated twice, so a loader or a list, not a generator.
-        num_classes: K (default: the model's ``head.classifier.out_channels``).
+        num_classes: K (default: the number of output channels).
         class_names: names for the per-class effects (default ``class_i``).
         small_classes / large_classes: train ids of the small- and large-pattern groups.
         kind: the intervention, ``"spatial_mean"`` (the LD effect) or ``"zero"``.
@@ -240,20 +242,18 @@ def ld_effect(
         device: where the model runs.
 
     Returns:
-        ``{"kind", "images", "sesoi", "inert", "metrics": {name: {"as_trained", "intervened",
-        "effect", "ci95"}}, "per_class": {class: {...}}}``; effects are ``as_trained − intervened``.
+        ``{"kind", "images", "n_boot", "sesoi", "inert", "verdict", "metrics": {name: {"as_trained",
+        "intervened", "effect", "ci95"}}, "per_class": {class: {...}}}``; effects are
+        ``as_trained − intervened``; ``verdict`` is :func:`ld_verdict` of the mIoU interval.
     """
     if not has_ld(model):
         raise ValueError("the model has no LD module (block 'ga' or 'none'); the LD effect is undefined")
-    if num_classes is None:
-        num_classes = model.head.classifier.out_channels
     base, base_b = per_image_confusions(model, batches, num_classes, ignore_index=ignore_index, device=device)
     alt, alt_b = per_image_confusions(model, batches, num_classes, intervention=kind, ignore_index=ignore_index,
                                       device=device)
-    n = base.shape[0]
+    n, k = base.shape[0], base.shape[-1]
     flat = lambda c: c.reshape(n, -1).double().numpy()  # noqa: E731
     w = _bootstrap_weights(n, n_boot, seed)
-    k = num_classes
 
     def resampled(cm: torch.Tensor) -> np.ndarray:
         return (w @ flat(cm)).reshape(n_boot, k, k)
