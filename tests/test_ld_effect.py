@@ -151,3 +151,26 @@ def test_ld_verdict(ci, expected):
     from gald.ld_effect import LD_VERDICTS, ld_verdict
 
     assert ld_verdict(ci, 1.0) == expected and expected in LD_VERDICTS
+
+
+def test_every_shipped_segmentation_model_with_ld_states_its_ld_effect():
+    """Issue #14: each shipped model's card records its measured LD effect and the command."""
+    import json
+    from pathlib import Path
+
+    from gald.models import LD_ARRANGEMENTS
+
+    root = Path(__file__).resolve().parents[1]
+    cards = sorted((root / "notebooks" / "assets").glob("*.json")) + sorted((root / "gald" / "assets").glob("*.json"))
+    with_ld = 0
+    for path in cards:
+        card = json.loads(path.read_text())
+        cfg = card.get("config", {})
+        cfg = cfg.get("train", cfg)
+        if cfg.get("block") in LD_ARRANGEMENTS:
+            with_ld += 1
+            eff = card.get("ld_effect")
+            assert eff, f"{path.name} has LD but no measured ld_effect"
+            lo, hi = eff["mIoU"]["ci95"]
+            assert lo <= eff["mIoU"]["effect"] <= hi and "--ld-effect" in eff["command"], path.name
+    assert with_ld >= 5
