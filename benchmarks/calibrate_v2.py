@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="part", required=True)
     gen = sub.add_parser("generator", help="oracle and region sizes, no training")
-    gen.add_argument("--versions", type=int, nargs="+", default=[1, 2])
+    gen.add_argument("--versions", type=int, nargs="+", default=list(synthetic.GENERATOR_VERSIONS))
     arms = sub.add_parser("arms", help="train the FCN and GA arms under a candidate schedule")
     arms.add_argument("--iterations", type=int, required=True)
     arms.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         out = [generator_checks(v) for v in args.versions]
         print(json.dumps(out, indent=2))
         with open(os.path.join(HERE, "results", "calibration_v2_generator.json"), "w") as f:
-            json.dump({"command": "python benchmarks/calibrate_v2.py generator", "results": out}, f, indent=2)
+            command = "python benchmarks/calibrate_v2.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            json.dump({"command": command, "results": out}, f, indent=2)
         return 0
     if args.part == "summary":
         out = summarise_schedules(args.root, arms_in_grid=len(ablation.V2_ARMS))

@@ -37,7 +37,6 @@ from gald.models import build_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 log = logging.getLogger("ld_diagnosis")
 
-# name -> TrainConfig overrides; every run is the default model/data with only these changed
 # name -> TrainConfig overrides; every run is the default model/data with only these changed.
 # Designs: "bn" = the authors' (norm on the last conv, PyTorch's default init), "nobn" = last conv +
 # bias, nothing between W_d F_GA and σ (Eq. 1 literally), "nobn0" = the same with the last conv at 0
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", default=None, help=f"subset of {list(TINY_RUNS) + list(R50_RUNS)}")
     parser.add_argument("--iterations", type=int, default=300, help="tiny runs: SGD steps")
     parser.add_argument("--r50-steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the committed results: 1)")
     parser.add_argument("--smoke", action="store_true", help="CI-sized: 6 steps, 1 tiny run per design")
     parser.add_argument("--merge", action="store_true", help="add these runs to the diagnosis already in --out")
     args = parser.parse_args(argv)

@@ -67,7 +67,7 @@ class TrainConfig(RunConfig):
     ld_downsample: str = "dwconv"
     d: int = 8
     ld_last_norm: bool | None = None  # None: the mode's choice (see gald.models.ld.PAPER_LD)
-    ld_init: str | None = None  # None: the mode's choice (default | box | zero)
+    ld_init: str | None = None  # None: the mode's choice; else one of gald.models.ld.LD_INITS
     ga_downsample: bool = True
     output_stride: int = 8
     mode: str = "paper"

@@ -213,16 +213,13 @@ def _ld_effect(model, data, device: str, sesoi: float) -> dict:
 
 
 def _format_ld_effect(results: dict) -> str:
-    from gald.ld_effect import LD_VERDICTS
+    from gald.ld_effect import format_ld_effect, ld_effect_summary
 
     eff = results["ld_effect"]
-    lines = [f"LD effect (metric as trained − with M replaced by its spatial mean; 95% bootstrap CI over "
-             f"{eff['images']} images):"]
+    lines = [format_ld_effect(ld_effect_summary(eff))]
     for name, e in eff["metrics"].items():
         lo, hi = e["ci95"]
         lines.append(f"  {name:<14} {e['effect']:+6.2f}  [{lo:+.2f}, {hi:+.2f}]   ({e['as_trained']:.2f} → {e['intervened']:.2f})")
-    sesoi = f"{eff['sesoi']:g}"
-    lines.append("  " + LD_VERDICTS[eff["verdict"]].replace("S", sesoi) + f" (mIoU, S = {sesoi} points)")
     if "mask_contrast" in results:
         c = results["mask_contrast"]
         lines.append(f"mask contrast (channel-mean M on large − small-pattern pixels): {c['contrast']:+.4f} "

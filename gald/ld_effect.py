@@ -45,12 +45,11 @@ __all__ = [
     "summary_from_confusions",
     "ld_effect",
     "ld_effect_summary",
+    "format_ld_effect",
     "ld_verdict",
     "LD_VERDICTS",
     "mask_contrast",
 ]
-
-SUMMARY_METRICS = ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")
 
 #: What an LD effect's interval says, given the smallest effect of interest S (see :func:`ld_verdict`).
 LD_VERDICTS = {
@@ -83,6 +82,14 @@ def has_ld(model: nn.Module) -> bool:
 
 
 @contextlib.contextmanager
+def _restore_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        model.train(training)
+
+
+@contextlib.contextmanager
 def ld_intervention(model: nn.Module, kind: str = "spatial_mean") -> Iterator[nn.Module]:
     """Replace the mask of every LD module in ``model`` while the context is open.
 
@@ -92,6 +99,9 @@ def ld_intervention(model: nn.Module, kind: str = "spatial_mean") -> Iterator[nn
 
     Raises:
         ValueError: for an unknown ``kind``, or a model without LD.
+
+    Shape:
+        the model's own; every ``M`` (N, C, H, W) becomes its spatial mean broadcast to (N, C, H, W)
     """
     if kind not in LD_INTERVENTIONS:
         raise ValueError(f"unknown LD intervention {kind!r}; valid: {list(LD_INTERVENTIONS)}")
@@ -137,7 +147,7 @@ def per_image_confusions(
     model.eval()
     context = ld_intervention(model, intervention) if intervention else contextlib.nullcontext()
     full, band_cms = [], []
-    with context:
+    with context, _restore_mode(model, was_training):
         for batch in batches:
             images, labels = batch[0], batch[1]  # loaders may add instance maps
             logits = model(images.to(device))["out"]
@@ -147,7 +157,6 @@ def per_image_confusions(
             for p, t, b in zip(pred, labels, band):
                 full.append(confusion_matrix(p, t, num_classes, ignore_index))
                 band_cms.append(confusion_matrix(p[b], t[b], num_classes, ignore_index))
-    model.train(was_training)
     return torch.stack(full), torch.stack(band_cms)
 
 
@@ -245,6 +254,9 @@ def ld_effect(
         ``{"kind", "images", "n_boot", "sesoi", "inert", "verdict", "metrics": {name: {"as_trained",
         "intervened", "effect", "ci95"}}, "per_class": {class: {...}}}``; effects are
         ``as_trained − intervened``; ``verdict`` is :func:`ld_verdict` of the mIoU interval.
+
+    Shape:
+        batches of images (N, 3, H, W) and labels (N, H, W) -> a dict of floats
     """
     if not has_ld(model):
         raise ValueError("the model has no LD module (block 'ga' or 'none'); the LD effect is undefined")
@@ -321,11 +333,27 @@ def mask_contrast(
 
     Returns:
         ``{"contrast", "ci95", "large_mean", "small_mean", "images"}`` (mask units, 0..1).
+
+    Shape:
+        batches of images (N, 3, H, W) and labels (N, H, W) -> a dict of floats
     """
     was_training = model.training
     model.eval()
-    per_image = []
-    large_vals, small_vals = [], []
+    with _restore_mode(model, was_training):
+        pairs = _large_small_means(model, batches, small_classes, large_classes, device)
+    if not pairs:
+        raise ValueError("no image holds both small- and large-pattern pixels")
+    large_vals, small_vals = zip(*pairs)
+    x = np.asarray(large_vals) - np.asarray(small_vals)
+    w = _bootstrap_weights(len(x), n_boot, seed)
+    boots = (w @ x) / len(x)
+    return {"contrast": float(x.mean()), "ci95": np.percentile(boots, [2.5, 97.5]).tolist(),
+            "large_mean": float(np.mean(large_vals)), "small_mean": float(np.mean(small_vals)), "images": len(x)}
+
+
+def _large_small_means(model, batches, small_classes, large_classes, device) -> list[tuple[float, float]]:
+    """Per image holding both groups: the channel-mean mask's mean on large- and on small-pattern pixels."""
+    pairs = []
     for batch in batches:
         images, labels = batch[0], batch[1]
         m = model.inspect(images.to(device))["M"]
@@ -337,15 +365,5 @@ def mask_contrast(
             large = torch.isin(t, torch.tensor(list(large_classes)))
             small = torch.isin(t, torch.tensor(list(small_classes)))
             if large.any() and small.any():
-                lv, sv = mm[large].mean().item(), mm[small].mean().item()
-                per_image.append(lv - sv)
-                large_vals.append(lv)
-                small_vals.append(sv)
-    model.train(was_training)
-    if not per_image:
-        raise ValueError("no image holds both small- and large-pattern pixels")
-    x = np.asarray(per_image)
-    w = _bootstrap_weights(len(x), n_boot, seed)
-    boots = (w @ x) / len(x)
-    return {"contrast": float(x.mean()), "ci95": np.percentile(boots, [2.5, 97.5]).tolist(),
-            "large_mean": float(np.mean(large_vals)), "small_mean": float(np.mean(small_vals)), "images": len(x)}
+                pairs.append((mm[large].mean().item(), mm[small].mean().item()))
+    return pairs

@@ -40,6 +40,14 @@ def seeded():
     yield
 
 
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """Scripts under test (benchmarks/*.py) set torch's thread count; later tests get it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def load_benchmark(name: str):
     """Import ``benchmarks/<name>.py`` (a script, not a package module) for its functions."""
     import importlib.util

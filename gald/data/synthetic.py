@@ -91,12 +91,6 @@ THING_CLASSES = (5, 6, 7, 8)
 #: split name → the code mixed into the seed sequence.
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_COUNTS = {"train": 400, "val": 100, "test": 100}
-#: bump when a change to the generator changes any pixel for a given (seed, split, index, size).
-#: Benchmark versions :func:`make_scene` can draw (``version=``); v1 stays bit-identical so that
-#: results measured on it stay reproducible.
-GENERATOR_VERSIONS = (1, 2)
-#: The version drawn when none is named (the shipped models and the default config are still v1's).
-GENERATOR_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -121,6 +115,19 @@ _OBJECTS = {
     2: _Objects(pole_w=(16, 20), sign=(22, 28), person_h=(32, 46), person_w=(16, 22), camouflage=0.5,
                 vegetation=1.5),
 }
+#: Benchmark versions :func:`make_scene` can draw (``version=``). A change that alters any pixel
+#: for a given (seed, split, index, size) is a new version; v1 stays bit-identical so that results
+#: measured on it stay reproducible.
+GENERATOR_VERSIONS = tuple(_OBJECTS)
+#: The version drawn when none is named (the shipped models and the default config are still v1's).
+GENERATOR_VERSION = 1
+
+
+def _check_version(version: int) -> int:
+    if version not in GENERATOR_VERSIONS:
+        raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
+    return int(version)
+
 
 ROAD, TERRAIN, BUILDING, VEGETATION, SKY, POLE, SIGN, PERSON, CAR = range(9)
 
@@ -484,9 +491,7 @@ def make_scene(
         code = SPLITS[split]
     except KeyError:
         raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}") from None
-    if version not in _OBJECTS:
-        raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
-    p = _OBJECTS[version]
+    p = _OBJECTS[_check_version(version)]
     h, w = (int(size[0]), int(size[1]))
     if h < 32 or w < 32:
         raise ValueError(f"synthetic scenes need at least 32×32 pixels, got {size}")
@@ -585,8 +590,7 @@ class SyntheticScenes(torch.utils.data.Dataset):
         version: int = GENERATOR_VERSION,
         transform: Callable | None = None,
     ) -> None:
-        if version not in GENERATOR_VERSIONS:
-            raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
+        _check_version(version)
         if split not in SPLITS:
             raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}")
         self.split = split
@@ -726,9 +730,7 @@ def export_cityscapes_layout(
             raise ValueError(f"count for {split!r} must be >= 0, got {n}")
     root = Path(out_dir)
     h, w = int(size[0]), int(size[1])
-    if version not in GENERATOR_VERSIONS:
-        raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
-    settings = {"version": int(version), "seed": int(seed), "size": [h, w], "counts": counts}
+    settings = {"version": _check_version(version), "seed": int(seed), "size": [h, w], "counts": counts}
     meta_path = root / "synthetic.json"
     if meta_path.exists() and not force:
         try:
