@@ -162,3 +162,35 @@ def test_a_seed_fixes_data_order_and_backbone_init_across_arms(tmp_path):
             if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
                 assert torch.equal(v, state[k]), (arm, k)
     assert all(torch.equal(batches["fcn"], b) for b in batches.values())
+
+
+def test_v2_analyse_a_complete_grid_end_to_end(tmp_path):
+    """A full plan's worth of (made-up) cells goes through the runner's analysis: complete, not
+    provisional, every claim tested, the LD effects tabled with the plan's SESOI."""
+    runner = _runner_v2()
+    prereg = _prereg(tmp_path, seeds=[0, 1, 2, 3, 4, 5], exploratory=["gald-vs-ldga"])
+    identity = ablation.grid_identity(benchmark="v2", preregistration=prereg, commit="abc")
+    root = tmp_path / "grid"
+    (root / "cells").mkdir(parents=True)
+    shift = {"fcn": 0.0, "cgnl": 6.0, "cgnl+ld": 9.0, "ldga": 8.0, "parallel": 7.5, "cgnl+ld-bilinear": 8.8,
+             "cgnl+ld-avgpool": 2.0}
+    for arm, d in shift.items():
+        for s in range(6):
+            noise = 0.3 * ((s * 7 + len(arm)) % 5 - 2)
+            cell = {"variant": arm, "seed": s, "identity": identity, "mIoU": 60 + d + noise,
+                    "small_mIoU": 70 + d / 3 + noise, "context_mIoU": 30 + 8 * d + noise}
+            if arm in ablation.LD_ARMS:
+                eff = {"metrics": {"mIoU": {"effect": 0.1, "ci95": [-0.2, 0.4]},
+                                   "small_mIoU": {"effect": 0.3, "ci95": [0.1, 0.5]}}}
+                cell["ld_effect"] = {"spatial_mean": eff, "zero": eff}
+            (root / "cells" / f"{arm}-s{s}.json").write_text(json.dumps(cell))
+    args = runner.parse_args(["analyse", "--results", str(root), "--prereg", prereg])
+    result = runner.analyse(args)
+    assert result["complete"] is True and all(r["verdict"] != "not run" for r in result["claims"])
+    rows = {r["key"]: r for r in result["claims"]}
+    assert rows["dwconv-vs-avgpool"]["verdict"] == "supported"  # +7 points, SD 0.3
+    assert rows["gald-vs-ldga"]["status"] == "exploratory"
+    assert result["manipulation_check"]["passed"] is True
+    assert {e["spatial_mean"]["verdict"] for e in result["ld_effects"]} == {"inert"}  # plan SESOI 1.0
+    md = (tmp_path / "ablation_v2.md").read_text()
+    assert "provisional" not in md and "(exploratory)" in md and "| cgnl+ld | 5 |" in md
