@@ -39,9 +39,21 @@ def test_default_run_writes_everything(tmp_path):
     for key in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU", "instance_recall_by_area"):
         assert key in metrics["final"], key
     assert summary["final"]["mIoU"] == metrics["final"]["mIoU"]
+    # the causal LD metric is measured at the end and kept for model cards (gald.ld_effect)
+    assert metrics["ld_effect"]["kind"] == "spatial_mean"
+    assert metrics["ld_effect"]["metrics"]["mIoU"]["as_trained"] == pytest.approx(metrics["final"]["mIoU"])
+    assert load_checkpoint(run / "model.pt")["ld_effect"]["verdict"] == metrics["ld_effect"]["verdict"]
     model = load_model(run / "model.pt").eval()
     assert model(torch.randn(1, 3, 48, 64))["out"].shape == (1, 9, 48, 64)
     assert _open_run_logs() == []  # later logging never lands in a finished run's train.log
+
+
+def test_ld_effect_is_skipped_when_switched_off_or_without_ld(tmp_path):
+    train.main(_cfg(tmp_path, name="off", iterations=2, ld_effect=False, stage_classifiers=False))
+    train.main(_cfg(tmp_path, name="ga", iterations=2, block="ga", stage_classifiers=False))
+    for name in ("off", "ga"):
+        assert "ld_effect" not in json.loads((tmp_path / name / "metrics.json").read_text())
+        assert "ld_effect" not in load_checkpoint(tmp_path / name / "model.pt")
 
 
 def _open_run_logs() -> list:
