@@ -172,11 +172,8 @@ def _means(iou: np.ndarray, groups: dict[str, Sequence[int] | None]) -> dict[str
 
 
 def _iou(cm: np.ndarray) -> np.ndarray:
-    """Per-class IoU of (..., K, K) confusion matrices; NaN where a class is absent."""
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    union = cm.sum(-1) + cm.sum(-2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    """:func:`gald.metrics.iou_from_confusion` of (..., K, K) NumPy confusion matrices."""
+    return iou_from_confusion(torch.from_numpy(cm)).numpy()
 
 
 def summary_from_confusions(
@@ -189,10 +186,8 @@ def summary_from_confusions(
     Shape:
         (K, K), (K, K) -> dict of floats
     """
-    iou = iou_from_confusion(cm).numpy()
-    out = {k: float(v) for k, v in _means(iou, _groups(small_classes, large_classes)).items()}
-    out["boundary_mIoU"] = float(_means(iou_from_confusion(cm_boundary).numpy(), {"b": None})["b"])
-    return out
+    table = _metric_table(cm.numpy()[None], cm_boundary.numpy()[None], small_classes, large_classes)
+    return {k: float(v[0]) for k, v in table.items() if k != "per_class"}
 
 
 def _groups(small: Sequence[int], large: Sequence[int]) -> dict[str, Sequence[int] | None]:

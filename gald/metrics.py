@@ -43,10 +43,14 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 
 
 def iou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
-    """Per-class IoU; NaN for classes absent from both ground truth and prediction."""
+    """Per-class IoU; NaN for classes absent from both ground truth and prediction.
+
+    Shape:
+        (..., K, K) -> (..., K): a batch of confusion matrices gives a batch of IoUs
+    """
     cm = cm.double()
-    tp = cm.diag()
-    union = cm.sum(0) + cm.sum(1) - tp
+    tp = torch.diagonal(cm, dim1=-2, dim2=-1)
+    union = cm.sum(-2) + cm.sum(-1) - tp
     return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
 
 
