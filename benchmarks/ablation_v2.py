@@ -110,7 +110,7 @@ def analyse(args: argparse.Namespace) -> dict:
     identities = {json.dumps(c.get("identity"), sort_keys=True) for c in cells}
     if len(identities) > 1:
         raise ablation.MixedGridError(f"{args.results}: cells of {len(identities)} grids: {sorted(identities)}")
-    prereg = ablation.grid_identity(benchmark="", preregistration=args.prereg, commit="")["preregistration"]
+    prereg = ablation.preregistration_hash(args.prereg)
     stale = [f"{c['variant']}-s{c['seed']}" for c in cells if (c.get("identity") or {}).get("preregistration") != prereg]
     if stale:
         raise ablation.MixedGridError(f"cells {stale[:3]}... were run under another pre-registration than {args.prereg}")

@@ -110,11 +110,14 @@ def grid_identity(*, benchmark: str, preregistration: str | None = None, commit:
     pre-registration file's SHA-256 (first 16 hex digits)."""
     if commit is None:
         commit = code_commit()
-    prereg = None
-    if preregistration is not None:
-        with open(preregistration, "rb") as f:
-            prereg = hashlib.sha256(f.read()).hexdigest()[:16]
+    prereg = None if preregistration is None else preregistration_hash(preregistration)
     return {"benchmark": benchmark, "commit": commit, "preregistration": prereg}
+
+
+def preregistration_hash(path: str) -> str:
+    """The first 16 hex digits of the pre-registration file's SHA-256."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def code_commit() -> str:
