@@ -357,10 +357,9 @@ V2_CLAIMS = [
 
 def _paired_values(cells: Sequence[dict], a: str, b: str, metric: str) -> tuple[list[int], list[float], list[float]]:
     """Per-seed values of ``metric`` for arms ``a`` and ``b`` over the seeds both have."""
-    by = {(c["variant"], c["seed"]): c.get(metric) for c in cells}
-    ok = {k: v for k, v in by.items() if v is not None and math.isfinite(v)}
-    seeds = sorted(s for (v, s) in ok if v == a and (b, s) in ok)
-    by = ok
+    by = {(c["variant"], c["seed"]): c[metric] for c in cells
+          if c.get(metric) is not None and math.isfinite(c[metric])}  # a NaN seed drops out of the pair
+    seeds = sorted(s for (v, s) in by if v == a and (b, s) in by)
     return seeds, [by[(a, s)] for s in seeds], [by[(b, s)] for s in seeds]
 
 
