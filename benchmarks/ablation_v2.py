@@ -143,13 +143,16 @@ def analyse(args: argparse.Namespace) -> dict:
         "## Per arm (mean ± sample std over seeds)",
         ablation.markdown_table(table),
         "## LD effect of every LD cell (mIoU as trained − with M replaced by its spatial mean; 95 % bootstrap CI over images)",
-        "| arm | seed | LD effect (mIoU) | 95 % CI | small-pattern effect | 95 % CI | verdict (S = SESOI of mIoU) | M = 0 effect (mIoU) |",
-        "|---|---|---|---|---|---|---|---|",
-        *[f"| {e['variant']} | {e['seed']} | {e['spatial_mean']['effect']:+.2f} | "
+        "\n".join([
+            "| arm | seed | LD effect (mIoU) | 95 % CI | small-pattern effect | 95 % CI | verdict (S = SESOI of mIoU) "
+            "| M = 0 effect (mIoU) |",
+            "|---|---|---|---|---|---|---|---|",
+            *[f"| {e['variant']} | {e['seed']} | {e['spatial_mean']['effect']:+.2f} | "
           f"[{e['spatial_mean']['ci95'][0]:+.2f}, {e['spatial_mean']['ci95'][1]:+.2f}] | "
           f"{e['spatial_mean']['small_effect']:+.2f} | "
           f"[{e['spatial_mean']['small_ci95'][0]:+.2f}, {e['spatial_mean']['small_ci95'][1]:+.2f}] | "
           f"{e['spatial_mean']['verdict']} | {e['zero']['effect']:+.2f} |" for e in result["ld_effects"]],
+        ]),
     ]
     out_md = os.path.join(args.results, "..", "ablation_v2.md") if not args.smoke else os.path.join(args.results, "ablation_v2.md")
     out_json = out_md[:-3] + ".json"

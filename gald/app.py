@@ -77,10 +77,10 @@ __all__ = [
     "stage_views",
 ]
 
-DEFAULT_CHECKPOINT = "gald-cgnl_tiny-d8_synthetic-128x256.pt"
+DEFAULT_CHECKPOINT = "gald-cgnl_tiny-d2_synthetic-v2-128x256.pt"
 MAX_SIDE = 1024  # longer sides are downscaled to this (CPU time and memory stay bounded)
 MIN_SIDE = 16  # shorter sides are refused: nothing is left at the head's 1/8 … 1/64 resolutions
-UPSCALE_SIDE = 64  # shorter sides are upscaled to this, the smallest the LD downsampling (d=8) handles well
+UPSCALE_SIDE = 64  # shorter sides are upscaled to this: 8 features at OS 8, enough for LD's downsampling up to d = 8
 MAX_PIXELS = 40_000_000  # refuse to decode more (decompression bombs); checked before decoding
 MAX_FILE_SIZE = "10mb"
 QUEUE_SIZE = 16

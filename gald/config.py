@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RunConfig", "TrainConfig", "load_config", "add_config_arguments", "config_from_args", "model_config"]
+__all__ = ["RunConfig", "TrainConfig", "add_config_arguments", "config_from_args", "load_config", "model_config", "recorded_train_config"]
 
 
 class RunConfig:
@@ -39,7 +39,7 @@ class TrainConfig(RunConfig):
     """Every knob of ``python -m gald.train``; the defaults are the embedded CPU benchmark run."""
 
     # experiment
-    name: str = "gald-cgnl_tiny-d8_synthetic-128x256"
+    name: str = "gald-cgnl_tiny-d2_synthetic-v2-128x256"
     output_dir: str = "runs"
     seed: int = 0
     # data
@@ -55,7 +55,7 @@ class TrainConfig(RunConfig):
     num_train: int = 400
     num_val: int = 100
     data_seed: int = 0
-    synthetic_version: int = 1  # the synthetic benchmark's version (gald.data.synthetic.GENERATOR_VERSIONS)
+    synthetic_version: int = 2  # the synthetic benchmark's version (gald.data.synthetic.GENERATOR_VERSIONS)
     crop_size: list[int] = field(default_factory=lambda: [128, 256])
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     flip: bool = True
@@ -65,7 +65,7 @@ class TrainConfig(RunConfig):
     ga: str = "cgnl"
     block: str = "gald"
     ld_downsample: str = "dwconv"
-    d: int = 8
+    d: int = 2
     ld_last_norm: bool | None = None  # None: the mode's choice (see gald.models.ld.PAPER_LD)
     ld_init: str | None = None  # None: the mode's choice; else one of gald.models.ld.LD_INITS
     ga_downsample: bool = True
@@ -81,7 +81,7 @@ class TrainConfig(RunConfig):
     checkpoint_policy: str = "full"  # "full": recompute whole blocks; "selective": keep 3×3 conv outputs
     # optimisation (paper: SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9)
     batch_size: int = 8
-    iterations: int = 900
+    iterations: int = 600
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -125,6 +125,22 @@ class TrainConfig(RunConfig):
             raise ValueError(f"crop_size needs [height, width], got {self.crop_size}")
         if self.iterations < 1 or self.batch_size < 1:
             raise ValueError("iterations and batch_size must be positive")
+
+
+#: Keys added to :class:`TrainConfig` after checkpoints were written with it, and the value those
+#: checkpoints were trained with (the synthetic benchmark was v1 before the key existed).
+_ADDED_KEYS = {"synthetic_version": 1}
+
+
+def recorded_train_config(record: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint's ``config["train"]`` record describes.
+
+    Keys the record predates take the value they had then (not today's default); keys this
+    version does not know are dropped; ``overrides`` that are not ``None`` replace recorded values.
+    """
+    values = {**_ADDED_KEYS, **record} if record else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**{k: v for k, v in values.items() if k in _fields(TrainConfig)})
 
 
 def _fields(cls: type) -> dict[str, dataclasses.Field]:

@@ -12,8 +12,8 @@ full-resolution prediction PNGs (Cityscapes labelIds for the test server, see :m
 
 Examples::
 
-    python -m gald.evaluate --checkpoint runs/gald-cgnl_tiny-d8_synthetic-128x256/model.pt
-    python -m gald.evaluate --checkpoint runs/gald-cgnl_tiny-d8_synthetic-128x256/model.pt --ld-effect
+    python -m gald.evaluate --checkpoint runs/gald-cgnl_tiny-d2_synthetic-v2-128x256/model.pt
+    python -m gald.evaluate --checkpoint runs/gald-cgnl_tiny-d2_synthetic-v2-128x256/model.pt --ld-effect
     python -m gald.evaluate --checkpoint model.pt --dataset cityscapes --data-root $CITYSCAPES_DATASET \\
         --mode slide --crop-size 769 769 --scales 0.5 0.75 1.0 1.25 1.5 1.75 --flip
     python -m gald.evaluate --checkpoint model.pt --dataset cityscapes --split test \\
@@ -32,7 +32,7 @@ import sys
 import numpy as np
 import torch
 
-from gald.config import TrainConfig
+from gald.config import TrainConfig, recorded_train_config
 from gald.data.build import build_segmentation_data
 from gald.inference import TestProtocol
 from gald.metrics import format_class_row, format_table
@@ -110,9 +110,7 @@ def _eval_config(ckpt: dict, path: str, **overrides) -> TrainConfig:
             f"{path} records no training config (e.g. converted from the authors' weights): pass --dataset "
             "(e.g. cityscapes) and --data-root"
         )
-    train_cfg.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in train_cfg.items() if k in known})
+    return recorded_train_config(train_cfg, **overrides)
 
 
 def _train_to_label(dataset) -> list[int] | None:

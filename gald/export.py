@@ -5,7 +5,7 @@ dynamic (torch's dynamo-based exporter). ``--check`` runs the file in onnxruntim
 of two sizes and reports the largest absolute difference from PyTorch. Needs the ``export`` extra
 (onnx, onnxruntime, onnxscript).
 
-    python -m gald.export --checkpoint runs/gald-cgnl_tiny-d8_synthetic-128x256/model.pt --out gald.onnx --check
+    python -m gald.export --checkpoint runs/gald-cgnl_tiny-d2_synthetic-v2-128x256/model.pt --out gald.onnx --check
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``python -m gald.train`` — the paper's segmentation recipe, headless, on CPU or CUDA, 1 or N processes.
 
 With no arguments it trains the embedded default: a slim Bottleneck ResNet (OS 8) with CGNL + LD
-(d = 8) on the procedurally generated scene benchmark (128×256), then fine-tunes the stage
+(d = 2) on the procedurally generated scene benchmark (v2, 128×256), then fine-tunes the stage
 classifiers on the frozen model (Sec. 4.3.1), evaluates, and writes to ``runs/<name>/``:
 ``config.yaml``, ``train.log``, ``metrics.json``, ``curves.png``, ``last.pt`` (full training state,
 for ``--resume auto``) and ``model.pt`` (weights + config + metrics, what the other tools load).
@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from gald.config import TrainConfig, add_config_arguments, config_from_args, model_config
+from gald.data import synthetic
 from gald.data.build import build_segmentation_data
 from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
@@ -508,8 +509,14 @@ def cli(argv: list[str] | None = None) -> dict:
         from gald.train_detection import cli as detection_cli
 
         return detection_cli(argv)
-    args = get_args_parser().parse_args(argv)
-    cfg = config_from_args(args)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        if cfg.dataset == "synthetic":
+            synthetic.check_version(cfg.synthetic_version)
+    except (KeyError, ValueError, OSError) as err:  # a bad config: one line, exit code 2
+        parser.exit(2, f"{parser.prog}: error: {err.args[0] if isinstance(err, KeyError) else err}\n")
     return main(cfg)
 
 

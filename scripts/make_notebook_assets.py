@@ -1,28 +1,29 @@
-"""Train the small checkpoints the notebooks read and write them with a JSON card each.
+"""Make the small checkpoints the notebooks read, each with a JSON card.
 
 Writes ``notebooks/assets/<name>.pt`` (fp16 weights, a normal ``gald`` checkpoint that
 ``gald.models.load_model`` reads) and ``notebooks/assets/<name>.json`` (the command, the training
-config, the loss / validation history and the metrics of the *saved* fp16 weights on the first
-``--num-val`` validation scenes, evaluated with one thread — the numbers the notebooks print).
+config, the loss / validation history, the metrics of the *saved* fp16 weights on the first
+``--num-val`` validation scenes evaluated with one thread — the numbers the notebooks print — and,
+for models with LD, their LD effect on the same scenes).
 
 Five models are the columns of the paper's Fig. 8 (FCN, +LD, +GA, +GALD) plus LDGA for Fig. 4,
-on a narrow variant of the default tiny network (widths 8-16-32-64, head 32 channels) so that all
-of them fit in a few MB, trained for 300 iterations of batch 8. GA is pyramid pooling: on this
-benchmark it is the GA module that reaches the sky cue reliably within 300 iterations (README,
-Table 1(a)). ``stages`` is the same GALD network trained three times longer (900 iterations, as
-the default ``python -m gald.train``), so that it segments the small patterns too, with the stage
-classifiers of Fig. 5 (150 iterations on the frozen network). ``detector`` is Mask R-CNN + FPN on
-the tiny ResNet with GALD at the end of stage 4, trained with the schedule of one
-``benchmarks/detection.py`` cell (variant ``gald``, seed 0) on a narrower trunk; its card records
-COCO / VOC metrics of the saved weights on the first ``--num-val`` validation scenes.
+trained like the arms of the pre-registered v2 grid (benchmark v2, CGNL as GA, LD at d = 2, 600
+iterations of batch 8; ``benchmarks/PREREGISTRATION_v2.md``) on a narrow variant of the default
+tiny network (widths 8-16-32-64, head 32 channels) so that all of them fit in a few MB. ``stages``
+is the default model itself: the ``model.pt`` of ``python -m gald.train`` (``--default-run``), with
+the stage classifiers of Fig. 5. ``detector`` is Mask R-CNN + FPN on the tiny ResNet with GALD at
+the end of stage 4, trained with the schedule of one ``benchmarks/detection.py`` cell (variant
+``gald``, seed 0, benchmark v1) on a narrower trunk; its card records COCO / VOC metrics of the
+saved weights on the first ``--num-val`` validation scenes.
 
 The files hold what inference needs: fp16 weights and no auxiliary head (it only adds a training
 loss), so that all of them stay under 8 MB.
 
 Usage::
 
-    python scripts/make_notebook_assets.py                      # all seven, ~45 min on 2 busy CPU cores
-    python scripts/make_notebook_assets.py --only gald ldga     # some of them
+    python -m gald.train                                        # the default run, for `stages`
+    python scripts/make_notebook_assets.py --only fcn ld ga gald ldga stages
+    python scripts/make_notebook_assets.py --only detector
 """
 
 from __future__ import annotations
@@ -44,26 +45,29 @@ from gald import train
 from gald.config import TrainConfig
 from gald.engine.checkpoint import load_checkpoint, save_checkpoint
 from gald.evaluate import evaluate_checkpoint
+from gald.ld_effect import has_ld, ld_effect_summary
+from gald.models import load_model
 
 log = logging.getLogger("gald.make_notebook_assets")
 
-# Shared by every asset: the default recipe and data, a narrow network, 300 iterations.
+# Shared by every asset: the v2 grid's schedule and data (the default config's), a narrow network.
 COMMON = dict(
-    widths=[8, 16, 32, 64], head_channels=32, aux_channels=32, iterations=300, batch_size=8, num_val=32,
-    eval_interval=100, log_interval=10, checkpoint_interval=10**9, stage_classifiers=False, stage_iterations=0,
+    widths=[8, 16, 32, 64], head_channels=32, aux_channels=32, iterations=600, batch_size=8, num_val=32,
+    eval_interval=200, log_interval=10, checkpoint_interval=10**9, stage_classifiers=False, stage_iterations=0,
+    ld_effect=False,  # measured below on the saved fp16 weights, on the scenes the notebooks use
 )
-# name -> (what it is, config overrides)
+# name -> (what it is, config overrides); GA is the default's CGNL, as in the v2 grid's arms
 ASSETS: dict[str, tuple[str, dict]] = {
     "fcn": ("FCN baseline (Fig. 8 b)", dict(block="none")),
     "ld": ("FCN + LD (Fig. 8 c)", dict(block="ld")),
-    "ga": ("FCN + GA, pyramid pooling (Fig. 8 d)", dict(ga="psp", block="ga")),
-    "gald": ("GALD, PSP + LD, with stage classifiers (Fig. 4, 5, 8 e)",
-             dict(ga="psp", block="gald", stage_classifiers=True, stage_iterations=100)),
-    "ldga": ("LDGA, LD then PSP (Fig. 4)", dict(ga="psp", block="ldga")),
-    "stages": ("GALD, PSP + LD, 900 iterations, with stage classifiers (Fig. 4, 5, attribution)",
-               dict(ga="psp", block="gald", iterations=900, eval_interval=300, stage_classifiers=True,
-                    stage_iterations=150)),
+    "ga": ("FCN + GA, CGNL (Fig. 8 d)", dict(block="ga")),
+    "gald": ("GALD, CGNL + LD, with stage classifiers (Fig. 4, 5, 8 e)",
+             dict(block="gald", stage_classifiers=True, stage_iterations=100)),
+    "ldga": ("LDGA, LD then CGNL (Fig. 4)", dict(block="ldga")),
 }
+STAGES = "stages"
+#: how the notebooks measure LD effects: the card's interval is over these scenes
+LD_EFFECT_N_BOOT = 2000
 # The schedule of a benchmarks/detection.py cell (Table 3 on the embedded benchmark), variant gald, on
 # a narrower trunk (widths 8-16-32-64 instead of 16-32-64-96) so that the file stays near 3 MB.
 DETECTOR = dict(
@@ -115,6 +119,57 @@ def for_inference(checkpoint: dict) -> dict:
     return {**checkpoint, "model": to_half(weights), "config": {**checkpoint["config"], "model": model_cfg}}
 
 
+def _evaluate(path: str, num_val: int) -> tuple[dict, dict | None]:
+    """The saved weights' metrics on the first ``num_val`` validation scenes (one thread), and for a
+    model with LD its LD effect there (``gald.ld_effect``: card form, with the mask contrast)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = evaluate_checkpoint(path, num_val=num_val, batch_size=8)
+        result.pop("checkpoint", None)
+        if not has_ld(load_model(path)):
+            return result, None
+        measured = evaluate_checkpoint(path, num_val=num_val, batch_size=8, stages=False, ld_effect=True)
+    finally:
+        torch.set_num_threads(threads)
+    effect = ld_effect_summary(measured["ld_effect"])
+    effect["command"] = (f"python -m gald.evaluate --checkpoint notebooks/assets/{os.path.basename(path)} "
+                         f"--num-val {num_val} --ld-effect --no-stages")
+    if "mask_contrast" in measured:
+        effect["mask_contrast"] = measured["mask_contrast"]
+    return result, effect
+
+
+def make_stages(run_dir: str, *, out_dir: str, num_val: int) -> dict:
+    """``stages``: the default model (``python -m gald.train``'s ``model.pt`` in ``run_dir``, stage
+    classifiers included) for inference, with a card like the others'."""
+    trained = load_checkpoint(os.path.join(run_dir, "model.pt"))
+    history = load_checkpoint(os.path.join(run_dir, "last.pt"))["history"]
+    path = os.path.join(out_dir, f"{STAGES}.pt")
+    save_checkpoint(for_inference(trained), path)
+    result, effect = _evaluate(path, num_val)
+    card = {
+        "name": STAGES,
+        "what": "the default model of python -m gald.train (CGNL + LD at d = 2, benchmark v2, 600 iterations, "
+                "widths 16-32-64-96), with its stage classifiers (Fig. 4, 5, attribution)",
+        "command": _command(),
+        "trained_by": "python -m gald.train (every setting at its default); this file is its model.pt without "
+                      "the auxiliary head, in fp16",
+        "file": os.path.basename(path),
+        "bytes": os.path.getsize(path),
+        "parameters": sum(v.numel() for k, v in trained["model"].items() if not k.startswith("aux_head.")),
+        "config": trained["config"]["train"] | {"output_dir": "<work dir>"},
+        "history": history,
+        "eval": result,
+        "environment": f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, 1 evaluation thread",
+        **({"ld_effect": effect} if effect else {}),
+    }
+    with open(os.path.join(out_dir, f"{STAGES}.json"), "w") as f:
+        json.dump(card, f, indent=1)
+    log.info("%s: mIoU %.2f on %d val scenes (%d bytes)", STAGES, result["out"]["mIoU"], num_val, card["bytes"])
+    return card
+
+
 def make_asset(name: str, *, out_dir: str, work_dir: str, seed: int, num_val: int, iterations: int | None = None) -> dict:
     what, overrides = ASSETS[name]
     extra = {} if iterations is None else {"iterations": iterations, "eval_interval": max(iterations // 3, 1)}
@@ -129,12 +184,7 @@ def make_asset(name: str, *, out_dir: str, work_dir: str, seed: int, num_val: in
     save_checkpoint(state, path)
     # the numbers the notebooks print: the saved fp16 weights, one thread
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = evaluate_checkpoint(path, num_val=num_val, batch_size=8)
-    finally:
-        torch.set_num_threads(threads)
-    result.pop("checkpoint", None)
+    result, effect = _evaluate(path, num_val)
     card = {
         "name": name,
         "what": what,
@@ -149,6 +199,7 @@ def make_asset(name: str, *, out_dir: str, work_dir: str, seed: int, num_val: in
         "eval": result,
         "environment": f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
                        f"{threads} training threads, 1 evaluation thread",
+        **({"ld_effect": effect} if effect else {}),
     }
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(card, f, indent=1)
@@ -206,8 +257,10 @@ def make_detector(*, out_dir: str, work_dir: str, seed: int, num_val: int) -> di
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join("notebooks", "assets"))
-    parser.add_argument("--only", nargs="+", choices=[*ASSETS, "detector"],
-                        default=[*ASSETS, "detector"])
+    parser.add_argument("--only", nargs="+", choices=[*ASSETS, STAGES, "detector"],
+                        default=[*ASSETS, STAGES, "detector"])
+    parser.add_argument("--default-run", default=os.path.join("runs", TrainConfig().name),
+                        help="run directory of `python -m gald.train` (model.pt, last.pt) for the stages asset")
     parser.add_argument("--work-dir", default=None, help="training runs go here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-val", type=int, default=32, help="validation scenes of the recorded metrics")
@@ -218,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
+            if name == STAGES:
+                make_stages(args.default_run, out_dir=args.out, num_val=args.num_val)
+                continue
             if name in ASSETS:
                 make = functools.partial(make_asset, name, iterations=args.iterations)
             else:

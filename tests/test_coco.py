@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from gald.data.coco import COCODetection, load_coco_json
-from gald.data.detection import DETECTION_CLASSES, export_coco_layout, scene_targets
+from gald.data.detection import DETECTION_CLASSES, DETECTION_VERSION, export_coco_layout, scene_targets
 from gald.data.synthetic import make_scene
 
 SIZE = (67, 101)
@@ -37,7 +37,7 @@ def test_reader_round_trips_boxes_labels_and_masks(coco_root):
     assert ds.classes == DETECTION_CLASSES and len(ds) == 3
     for i in range(3):
         image, t = ds[i]
-        expected = scene_targets(make_scene(5, i, split="val", size=SIZE))
+        expected = scene_targets(make_scene(5, i, split="val", size=SIZE, version=DETECTION_VERSION))
         assert image.shape == (3, *SIZE)
         torch.testing.assert_close(t["boxes"], expected["boxes"])
         torch.testing.assert_close(t["labels"], expected["labels"])

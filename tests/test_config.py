@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gald.config import TrainConfig, add_config_arguments, config_from_args, load_config, model_config
+from gald.config import (
+    TrainConfig,
+    add_config_arguments,
+    config_from_args,
+    load_config,
+    model_config,
+)
 from gald.models import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -18,8 +24,20 @@ def _parse(argv):
 
 def test_defaults_are_the_embedded_benchmark():
     cfg = TrainConfig()
-    assert cfg.dataset == "synthetic" and cfg.arch == "gald_tiny" and cfg.ga == "cgnl" and cfg.d == 8
+    assert cfg.dataset == "synthetic" and cfg.arch == "gald_tiny" and cfg.ga == "cgnl" and cfg.block == "gald"
     assert cfg.crop_size == [128, 256] and cfg.output_stride == 8
+    # the default model is the GALD arm of the pre-registered v2 grid (plus the stage classifiers)
+    assert cfg.synthetic_version == 2 and cfg.d == 2 and cfg.iterations == 600
+
+
+def test_recorded_train_config_keeps_what_old_checkpoints_trained_on():
+    from gald.config import recorded_train_config
+
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "synthetic_version"}  # written before v2
+    assert recorded_train_config(old).synthetic_version == 1
+    assert recorded_train_config({**old, "synthetic_version": 2}).synthetic_version == 2
+    assert recorded_train_config({**old, "gone_key": 1}, d=4, lr=None).d == 4  # unknown keys dropped
+    assert recorded_train_config({}, dataset="cityscapes").synthetic_version == TrainConfig().synthetic_version
 
 
 def test_file_then_cli_precedence(tmp_path):
@@ -69,7 +87,7 @@ def test_shipped_configs_load_and_build(path):  # segmentation configs; detectio
 
 
 def test_the_default_config_file_is_the_no_argument_run():
-    assert load_config(CONFIGS / "gald-cgnl_tiny-d8_synthetic-128x256.yaml") == TrainConfig()
+    assert load_config(CONFIGS / "gald-cgnl_tiny-d2_synthetic-v2-128x256.yaml") == TrainConfig()
 
 
 def test_cityscapes_recipes_follow_the_paper():

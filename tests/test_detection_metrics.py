@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gald.data.detection import DETECTION_CLASSES, scene_targets
+from gald.data.detection import DETECTION_CLASSES, DETECTION_VERSION, scene_targets
 from gald.data.synthetic import make_scene
 from gald.detection_metrics import (
     coco_evaluate,
@@ -68,7 +68,7 @@ def test_voc_iou_must_exceed_one_half():
 def _scenes(n=3, size=(67, 101)):
     targets = []
     for i in range(n):
-        t = scene_targets(make_scene(1, i, split="val", size=size))
+        t = scene_targets(make_scene(1, i, split="val", size=size, version=DETECTION_VERSION))
         t["image_id"] = torch.tensor(i)
         targets.append(t)
     return targets, [size] * n

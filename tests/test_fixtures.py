@@ -12,6 +12,7 @@ from gald.data.cityscapes import LABEL_TO_TRAIN, CityscapesSegmentation
 from gald.data.fixtures import (
     CITYSCAPES_LABEL_COLORS,
     CITYSCAPES_LABEL_NAMES,
+    FIXTURE_VERSION,
     MAPILLARY_ARCHIVE,
     make_cityscapes_archives,
     make_cityscapes_fixture,
@@ -67,7 +68,7 @@ def test_cityscapes_label_encodings(cityscapes):
     ids = np.asarray(Image.open(f"{stem}_labelIds.png"))
     inst = np.asarray(Image.open(f"{stem}_instanceIds.png")).astype(np.int64)
     colour = np.asarray(Image.open(f"{stem}_color.png"))
-    scene = make_scene(2, 0, split="val", size=SIZE)
+    scene = make_scene(2, 0, split="val", size=SIZE, version=FIXTURE_VERSION)
     assert {0, 1, 4} <= set(np.unique(ids).tolist()) <= set(range(34))
     inner = np.zeros(SIZE, bool)
     inner[: SIZE[0] - 6, 1:] = True

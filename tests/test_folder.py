@@ -11,7 +11,7 @@ from PIL import Image
 
 from gald.data import DATASETS
 from gald.data.cityscapes import CorruptImageError
-from gald.data.fixtures import make_folder_fixture
+from gald.data.fixtures import FIXTURE_VERSION, make_folder_fixture
 from gald.data.folder import FolderSegmentation, read_class_file
 from gald.data.synthetic import CLASSES, PALETTE, make_scene
 
@@ -34,7 +34,7 @@ def root(built, tmp_path):
 
 
 def expected_label(i, split="train"):
-    label = make_scene(1, i, split=split, size=SIZE).label.copy()
+    label = make_scene(1, i, split=split, size=SIZE, version=FIXTURE_VERSION).label.copy()
     label[0, :] = 255
     return label
 
@@ -47,7 +47,7 @@ def test_index_masks_and_splits(built):
     image, label = ds.load(1)
     assert image.shape == (*SIZE, 3) and label.dtype == np.uint8
     np.testing.assert_array_equal(label, expected_label(1))
-    np.testing.assert_array_equal(image, make_scene(1, 1, split="train", size=SIZE).image)  # PNG: lossless
+    np.testing.assert_array_equal(image, make_scene(1, 1, split="train", size=SIZE, version=FIXTURE_VERSION).image)  # PNG: lossless
     assert len(FolderSegmentation(built / "index")) == 4 == len(FolderSegmentation(built / "index", split="all"))
     val = FolderSegmentation(built / "index", split="val")
     assert val.files[0][0].suffix == ".jpg"

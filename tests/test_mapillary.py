@@ -11,7 +11,7 @@ from PIL import Image
 
 from gald.data import DATASETS
 from gald.data.cityscapes import CITYSCAPES_CLASSES, CorruptImageError
-from gald.data.fixtures import make_mapillary_fixture
+from gald.data.fixtures import FIXTURE_VERSION, make_mapillary_fixture
 from gald.data.mapillary import (
     MAPILLARY_CLASSES,
     MAPILLARY_PALETTE,
@@ -93,7 +93,7 @@ def test_reads_the_fixture(built):
     sizes = set()
     for i in range(2):
         image, label = ds.load(i)
-        scene = make_scene(3, i, split="val", size=(SIZE[0], SIZE[1] + 8 * i))
+        scene = make_scene(3, i, split="val", size=(SIZE[0], SIZE[1] + 8 * i), version=FIXTURE_VERSION)
         assert image.shape == scene.image.shape and image.dtype == np.uint8 and label.dtype == np.uint8
         assert np.abs(image.astype(int) - scene.image).mean() < 8  # JPEG
         h = label.shape[0]

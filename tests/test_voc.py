@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gald.data.detection import DETECTION_CLASSES, export_voc_layout, scene_targets
+from gald.data.detection import DETECTION_CLASSES, DETECTION_VERSION, export_voc_layout, scene_targets
 from gald.data.synthetic import make_scene
 from gald.data.voc import VOC_CLASSES, VOCDetection, parse_voc_xml
 
@@ -28,7 +28,7 @@ def test_export_writes_the_exact_voc_layout(devkit):
     assert len((base / "ImageSets" / "Main" / "test.txt").read_text().split()) == 2
     root = ET.parse(base / "Annotations" / "synth_train_000000.xml").getroot()
     assert root.find("size/width").text == str(SIZE[1]) and root.find("size/height").text == str(SIZE[0])
-    t = scene_targets(make_scene(3, 0, split="train", size=SIZE))
+    t = scene_targets(make_scene(3, 0, split="train", size=SIZE, version=DETECTION_VERSION))
     first = root.find("object")
     x0, y0, x1, y1 = t["boxes"][0].tolist()
     assert first.find("name").text == DETECTION_CLASSES[int(t["labels"][0]) - 1]
@@ -43,7 +43,7 @@ def test_reader_round_trips_boxes_and_labels(devkit):
     assert len(ds) == 3
     for i in range(3):
         image, target = ds[i]
-        expected = scene_targets(make_scene(3, i, split="train", size=SIZE))
+        expected = scene_targets(make_scene(3, i, split="train", size=SIZE, version=DETECTION_VERSION))
         assert image.shape == (3, *SIZE) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
         torch.testing.assert_close(target["boxes"], expected["boxes"])
         torch.testing.assert_close(target["labels"], expected["labels"])

@@ -32,14 +32,19 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DETECTION_CLASSES",
-    "scene_targets",
+    "DETECTION_VERSION",
     "DetectionTransform",
-    "drop_degenerate",
-    "collate",
     "SyntheticDetection",
-    "export_voc_layout",
+    "collate",
+    "drop_degenerate",
     "export_coco_layout",
+    "export_voc_layout",
+    "scene_targets",
 ]
+
+#: The scene benchmark version detection draws: v1, on which the detection benchmark
+#: (``benchmarks/detection.py``) and the notebooks' detector were measured.
+DETECTION_VERSION = 1
 
 #: detection classes of the scene benchmark; label ``k`` (1-based) is ``DETECTION_CLASSES[k - 1]``.
 DETECTION_CLASSES = tuple(CLASSES[t] for t in THING_CLASSES)
@@ -165,7 +170,7 @@ class SyntheticDetection(torch.utils.data.Dataset):
 
     def target(self, i: int) -> dict[str, torch.Tensor]:
         """The untransformed target of image ``i`` (what evaluation compares against)."""
-        t = scene_targets(make_scene(self.seed, i, split=self.split, size=self.size))
+        t = scene_targets(make_scene(self.seed, i, split=self.split, size=self.size, version=DETECTION_VERSION))
         if not self.masks:
             t.pop("masks")
         t["image_id"] = torch.tensor(i)
@@ -174,7 +179,7 @@ class SyntheticDetection(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         if not 0 <= i < self.num_images:
             raise IndexError(f"index {i} out of range for {self.num_images} synthetic {self.split} images")
-        scene = make_scene(self.seed, i, split=self.split, size=self.size)
+        scene = make_scene(self.seed, i, split=self.split, size=self.size, version=DETECTION_VERSION)
         t = scene_targets(scene)
         if not self.masks:
             t.pop("masks")
@@ -236,7 +241,7 @@ def export_voc_layout(
     for image_set, split, n in (("trainval", "train", num_trainval), ("test", "val", num_test)):
         ids = []
         for i in range(n):
-            scene = make_scene(seed, i, split=split, size=size)
+            scene = make_scene(seed, i, split=split, size=size, version=DETECTION_VERSION)
             name = f"synth_{split}_{i:06d}"
             _save_jpeg(base / "JPEGImages" / f"{name}.jpg", scene.image)
             xml = _voc_xml(f"{name}.jpg", scene.image, scene_targets(scene), DETECTION_CLASSES)
@@ -274,7 +279,7 @@ def export_coco_layout(
     for folder, split, n in (("train2017", "train", num_train), ("val2017", "val", num_val)):
         images, annotations = [], []
         for i in range(n):
-            scene = make_scene(seed, i, split=split, size=size)
+            scene = make_scene(seed, i, split=split, size=size, version=DETECTION_VERSION)
             name = f"synth_{split}_{i:06d}.jpg"
             _save_jpeg(root / folder / name, scene.image)
             h, w = scene.image.shape[:2]

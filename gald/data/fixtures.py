@@ -45,6 +45,9 @@ __all__ = [
     "make_mapillary_fixture",
 ]
 
+#: Fixtures draw v1 scenes, so that their bytes stay fixed whatever the benchmark's default version.
+FIXTURE_VERSION = 1
+
 #: Cityscapes labelId (0..33) → name and colour, as in cityscapesScripts' ``labels.py``.
 _CITYSCAPES_LABELS = (
     ("unlabeled", (0, 0, 0)), ("ego vehicle", (0, 0, 0)), ("rectification border", (0, 0, 0)),
@@ -177,7 +180,7 @@ def make_cityscapes_fixture(
             city = _CITIES[split][i % 2]
             stem = f"{city}_{i:06d}_000019"
             index = i + (_EXTRA_OFFSET if split == "train_extra" else 0)
-            scene = make_scene(seed, index, split=_SYNTH_SPLIT[split], size=size)
+            scene = make_scene(seed, index, split=_SYNTH_SPLIT[split], size=size, version=FIXTURE_VERSION)
             _save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", scene.image)
             enc = _cityscapes_encodings(scene, test=split == "test")
             for gt in gts:
@@ -257,7 +260,7 @@ def make_mapillary_fixture(
         if split not in synth:
             raise KeyError(f"unknown Vistas split {split!r}; valid: {sorted(synth)}")
         for i in range(per_split):
-            scene = make_scene(seed, i, split=synth[split], size=(size[0], size[1] + 8 * i))
+            scene = make_scene(seed, i, split=synth[split], size=(size[0], size[1] + 8 * i), version=FIXTURE_VERSION)
             key = f"{split[:2]}{seed:02d}{i:018d}"[:22]  # Vistas keys are 22 characters
             _save(root / split / "images" / f"{key}.jpg", scene.image, quality=95)
             if split != "testing":
@@ -306,7 +309,7 @@ def make_folder_fixture(
     for split, suffix in (("train", ".png"), ("val", ".jpg")):
         stems = []
         for i in range(per_split):
-            scene = make_scene(seed, i, split=split, size=size)
+            scene = make_scene(seed, i, split=split, size=size, version=FIXTURE_VERSION)
             stem = f"{split}/scene_{i:03d}"
             label = scene.label.copy()
             label[0, :] = 255
