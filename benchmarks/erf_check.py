@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         model = model_for(variant, args.work_dir).eval()
         results[variant] = {
-            "erf": erf_sky_share(model, indices=range(8), points_per_image=4),
-            "twins": cue_twins(model, indices=range(32)),
+            "erf": erf_sky_share(model, indices=range(8), points_per_image=4, version=1),  # v1's models
+            "twins": cue_twins(model, indices=range(32), version=1),
         }
         logging.info("%s: %s", variant, json.dumps(results[variant]))
     with open(args.out + ".json", "w") as f:

@@ -37,7 +37,9 @@ from gald.models import build_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 log = logging.getLogger("ld_diagnosis")
 
-# name -> TrainConfig overrides; every run is the default model/data with only these changed.
+#: The diagnosis ran on benchmark v1 (issue #14, milestone 1), pinned now that v2 is the default.
+V1 = dict(synthetic_version=1)
+# name -> TrainConfig overrides; every run is the default model on V1 data with only these changed.
 # Designs: "bn" = the authors' (norm on the last conv, PyTorch's default init), "nobn" = last conv +
 # bias, nothing between W_d F_GA and σ (Eq. 1 literally), "nobn0" = the same with the last conv at 0
 # (M = 0.5 at the start), "bnbox" = "bn" with every depth-wise kernel starting as a 3×3 box filter.
@@ -93,8 +95,8 @@ def mask_grid(model: torch.nn.Module, image: torch.Tensor) -> list[int]:
 
 
 def tiny_run(name: str, overrides: dict, *, iterations: int, window: int, smoke: bool) -> dict:
-    cfg = TrainConfig(name=name, seed=0, stage_classifiers=False, iterations=iterations, **overrides,
-                      **(SMOKE if smoke else {}))
+    values = {**V1, **overrides, **(SMOKE if smoke else {})}
+    cfg = TrainConfig(name=name, seed=0, stage_classifiers=False, iterations=iterations, **values)
     torch.manual_seed(cfg.seed)
     data = build_segmentation_data(cfg)
     model = build_model(model_config(cfg, data.num_classes)).train()
@@ -129,7 +131,7 @@ def r50_run(name: str, overrides: dict, *, steps: int, size: int, batch: int) ->
     torch.manual_seed(0)
     model = build_model({"arch": "gald_resnet50", "num_classes": 9, **overrides}).train()
     to_tensor = ToTensorNormalize()
-    pairs = [to_tensor(*(lambda s: (s.image, s.label))(make_scene(0, i, size=(size, size)))) for i in range(batch)]
+    pairs = [to_tensor(*(lambda s: (s.image, s.label))(make_scene(0, i, size=(size, size), version=1))) for i in range(batch)]
     images = torch.stack([p[0] for p in pairs])
     targets = torch.stack([p[1] for p in pairs])
     criterion = build_criterion(ohem=True, min_kept=100_000 * batch, aux_weight=0.4)

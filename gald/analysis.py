@@ -48,6 +48,7 @@ def erf_sky_share(
     size: tuple[int, int] = (128, 256),
     points_per_image: int = 4,
     split: str = "val",
+    version: int = synthetic.GENERATOR_VERSION,
 ) -> dict:
     """Mean share of the ERF mass on sky pixels, for ground pixels at least 32 px below the sky.
 
@@ -57,7 +58,7 @@ def erf_sky_share(
     normalise = ToTensorNormalize()
     shares, distances = [], []
     for i in indices:
-        scene = synthetic.make_scene(seed, i, split=split, size=size)
+        scene = synthetic.make_scene(seed, i, split=split, size=size, version=version)
         image, _ = normalise(scene.image, scene.label)
         ground = np.isin(scene.label, synthetic.CONTEXT_CLASSES)
         sky = torch.from_numpy(scene.label == synthetic.CLASSES.index("sky"))
@@ -88,6 +89,7 @@ def cue_twins(
     size: tuple[int, int] = (128, 256),
     bins: Sequence[int] = (32, 48, 64),
     split: str = "val",
+    version: int = synthetic.GENERATOR_VERSION,
 ) -> dict:
     """Accuracy on ground pixels of day/dusk twins, and how often the prediction follows the cue.
 
@@ -104,8 +106,8 @@ def cue_twins(
     same = np.zeros(len(names))
     count = np.zeros(len(names))
     for i in indices:
-        day = synthetic.make_scene(seed, i, split=split, size=size, cue="day")
-        dusk = synthetic.make_scene(seed, i, split=split, size=size, cue="dusk")
+        day = synthetic.make_scene(seed, i, split=split, size=size, cue="day", version=version)
+        dusk = synthetic.make_scene(seed, i, split=split, size=size, cue="dusk", version=version)
         images = torch.stack([normalise(s.image, s.label)[0] for s in (day, dusk)])
         pred = model(images)["out"].argmax(1).numpy()
         ground = np.isin(day.label, synthetic.CONTEXT_CLASSES)

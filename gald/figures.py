@@ -34,6 +34,7 @@ from gald.data.transforms import ToTensorNormalize
 __all__ = [
     "STAGE_KEYS",
     "ablation_figure",
+    "claims_figure",
     "ablation_table",
     "attribution_figure",
     "cue_twins_figure",
@@ -426,6 +427,34 @@ def ablation_figure(table: Mapping[str, Mapping], *, title: str = "Table 1 on th
     ax.set_xticks(x, [f"({VARIANTS[v][0]}) {v}" for v in variants], rotation=35, ha="right", fontsize=8)
     ax.set(ylabel="mIoU (%)", ylim=(0, 100), title=title)
     ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    return fig
+
+
+def claims_figure(analysis: Mapping, *, title: str = "Benchmark v2: the pre-registered claims"):
+    """A forest plot of an ``analyse_v2`` result: per claim (and the manipulation check, last) the
+    paired difference Δ = a − b with its 95 % t-interval, each seed's difference as a dot, and the
+    ±SESOI band of equivalence; the label carries the claim's status and verdict.
+    """
+    rows = [*analysis["claims"], {**analysis["manipulation_check"], "status": "manipulation check",
+                                  "verdict": {True: "passed", False: "failed"}.get(
+                                      analysis["manipulation_check"].get("passed"), "not run")}]
+    fig = _figure((9, 0.55 * len(rows) + 1.2))
+    ax = fig.subplots()
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        if "sesoi" in r:
+            ax.fill_betweenx([y - 0.35, y + 0.35], -r["sesoi"], r["sesoi"], color="0.9", lw=0)
+        dots = r.get("differences") or []
+        ax.plot(dots, [y + 0.18] * len(dots), "o", ms=3, color="0.45", alpha=0.8)
+        if "delta" in r:
+            lo, hi = r["ci95"]
+            ax.errorbar(r["delta"], y, xerr=[[r["delta"] - lo], [hi - r["delta"]]], fmt="s", ms=5, capsize=3,
+                        color="C3" if r.get("status") == "manipulation check" else "C0")
+    ax.axvline(0, color="k", lw=0.8)
+    labels = [f"{r['claim']}\n({r.get('status', '')}: {r['verdict']})" for r in rows]
+    ax.set_yticks(range(len(rows))[::-1], labels, fontsize=7)
+    ax.set(xlabel="Δ = a − b, points (95 % paired t-interval; dots: seeds; grey: ±SESOI)", title=title)
     fig.tight_layout()
     return fig
 

@@ -123,6 +123,7 @@ def test_v2_analysis_is_provisional_until_the_grid_is_complete_and_holm_counts_e
     assert result["complete"] is False
     row = {r["key"]: r for r in result["claims"]}["gald-vs-ga"]
     assert row["p_holm"] == pytest.approx(min(1.0, 6 * row["p"]))  # m = 6 although only 2 claims ran
+    assert row["differences"] == pytest.approx([3.0] * 5) and row["delta"] == pytest.approx(3.0)
     md = ablation.markdown_v2(result)
     assert "provisional" in md and "(exploratory)" in md
     assert {r["key"]: r["status"] for r in result["claims"]}["gald-vs-ga"] == "confirmatory"

@@ -170,3 +170,22 @@ def test_image_grid_lays_out_images_with_titles():
     assert fig.axes[3].get_images()[0].get_array()[0, 0, 0] == 250
     with pytest.raises(ValueError, match="2 titles for 4 images"):
         figures.image_grid(images, ["a", "b"])
+
+
+def test_claims_figure_draws_one_row_per_claim_and_the_check():
+    from gald import ablation
+
+    cells = [{"variant": v, "seed": s, "mIoU": 50.0 + s + (3.0 if v == "cgnl+ld" else 0.0) + 0.3 * (s % 2 if v == "cgnl" else 0),
+              "small_mIoU": 40.0 + s, "context_mIoU": 60.0 + s + (5.0 if v == "cgnl" else 0.0)}
+             for v in ("fcn", "cgnl", "cgnl+ld") for s in range(4)]
+    analysis = ablation.analyse_v2(cells, {"mIoU": 1.0, "small_mIoU": 1.0, "context_mIoU": 1.0})
+    fig = figures.claims_figure(analysis)
+    ax = fig.axes[0]
+    at = {round(y): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels())}
+    labels = list(at.values())
+    assert len(labels) == len(ablation.V2_CLAIMS) + 1
+    assert at[0].startswith("GA (CGNL) beats FCN") and "manipulation check: passed" in at[0]  # the bottom row
+    assert at[len(labels) - 1].startswith("GALD beats GA on small-pattern mIoU")  # claim 1 on top
+    assert any("not run" in t for t in labels)  # claims without cells are listed, not dropped
+    centres = sorted(c.get_children()[0].get_xdata()[0] for c in ax.containers)  # the Δ markers of tested rows
+    assert centres == pytest.approx([0.0, 3.0, 5.0], abs=0.2)
