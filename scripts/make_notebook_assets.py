@@ -7,11 +7,12 @@ config, the loss / validation history, the metrics of the *saved* fp16 weights o
 for models with LD, their LD effect on the same scenes).
 
 Five models are the columns of the paper's Fig. 8 (FCN, +LD, +GA, +GALD) plus LDGA for Fig. 4,
-trained like the arms of the pre-registered v2 grid (benchmark v2, CGNL as GA, LD at d = 2, 600
-iterations of batch 8; ``benchmarks/PREREGISTRATION_v2.md``) on a narrow variant of the default
-tiny network (widths 8-16-32-64, head 32 channels) so that all of them fit in a few MB. ``stages``
-is the default model itself: the ``model.pt`` of ``python -m gald.train`` (``--default-run``), with
-the stage classifiers of Fig. 5. ``detector`` is Mask R-CNN + FPN on the tiny ResNet with GALD at
+trained with the schedule of the pre-registered v2 grid (benchmark v2, LD at d = 2, 600 iterations
+of batch 8; ``benchmarks/PREREGISTRATION_v2.md``) on a narrow variant of the default tiny network
+(widths 8-16-32-64, head 32 channels) so that all of them fit in a few MB; GA is pyramid pooling
+(see ``ASSETS``). ``stages`` is only a card: it describes the shipped default model
+(``gald/assets/``, the ``model.pt`` of ``python -m gald.train`` with the stage classifiers of
+Fig. 5), which the notebooks read from there rather than from a second copy. ``detector`` is Mask R-CNN + FPN on the tiny ResNet with GALD at
 the end of stage 4, trained with the schedule of one ``benchmarks/detection.py`` cell (variant
 ``gald``, seed 0, benchmark v1) on a narrower trunk; its card records COCO / VOC metrics of the
 saved weights on the first ``--num-val`` validation scenes.
@@ -21,8 +22,9 @@ loss), so that all of them stay under 8 MB.
 
 Usage::
 
-    python -m gald.train                                        # the default run, for `stages`
-    python scripts/make_notebook_assets.py --only fcn ld ga gald ldga stages
+    python scripts/make_notebook_assets.py --only fcn ld ga gald ldga
+    python -m gald.train && python scripts/make_app_checkpoint.py   # the shipped model, for `stages`
+    python scripts/make_notebook_assets.py --only stages
     python scripts/make_notebook_assets.py --only detector
 """
 
@@ -56,14 +58,16 @@ COMMON = dict(
     eval_interval=200, log_interval=10, checkpoint_interval=10**9, stage_classifiers=False, stage_iterations=0,
     ld_effect=False,  # measured below on the saved fp16 weights, on the scenes the notebooks use
 )
-# name -> (what it is, config overrides); GA is the default's CGNL, as in the v2 grid's arms
+# name -> (what it is, config overrides). GA is pyramid pooling: with CGNL (the grid's GA) none of
+# these narrow seed-0 models learned the sky cue (context IoU 30-33; their cards are kept in
+# benchmarks/results/notebook_assets_cgnl/), and a figure of GA's effect needs a GA that uses it.
 ASSETS: dict[str, tuple[str, dict]] = {
     "fcn": ("FCN baseline (Fig. 8 b)", dict(block="none")),
     "ld": ("FCN + LD (Fig. 8 c)", dict(block="ld")),
-    "ga": ("FCN + GA, CGNL (Fig. 8 d)", dict(block="ga")),
-    "gald": ("GALD, CGNL + LD, with stage classifiers (Fig. 4, 5, 8 e)",
-             dict(block="gald", stage_classifiers=True, stage_iterations=100)),
-    "ldga": ("LDGA, LD then CGNL (Fig. 4)", dict(block="ldga")),
+    "ga": ("FCN + GA, pyramid pooling (Fig. 8 d)", dict(ga="psp", block="ga")),
+    "gald": ("GALD, PSP + LD, with stage classifiers (Fig. 4, 5, 8 e)",
+             dict(ga="psp", block="gald", stage_classifiers=True, stage_iterations=100)),
+    "ldga": ("LDGA, LD then PSP (Fig. 4)", dict(ga="psp", block="ldga")),
 }
 STAGES = "stages"
 #: how the notebooks measure LD effects: the card's interval is over these scenes
@@ -140,33 +144,28 @@ def _evaluate(path: str, num_val: int) -> tuple[dict, dict | None]:
     return result, effect
 
 
-def make_stages(run_dir: str, *, out_dir: str, num_val: int) -> dict:
-    """``stages``: the default model (``python -m gald.train``'s ``model.pt`` in ``run_dir``, stage
-    classifiers included) for inference, with a card like the others'."""
-    trained = load_checkpoint(os.path.join(run_dir, "model.pt"))
-    history = load_checkpoint(os.path.join(run_dir, "last.pt"))["history"]
-    path = os.path.join(out_dir, f"{STAGES}.pt")
-    save_checkpoint(for_inference(trained), path)
-    result, effect = _evaluate(path, num_val)
+def make_stages(checkpoint: str, *, out_dir: str, num_val: int) -> dict:
+    """``stages``: a card for the shipped default model (``python -m gald.train``'s ``model.pt``,
+    stage classifiers included, as ``scripts/make_app_checkpoint.py`` copied it into
+    ``gald/assets/``), which notebooks 3-5 read from there rather than from a second copy."""
+    trained = load_checkpoint(checkpoint)
+    result, effect = _evaluate(checkpoint, num_val)
     card = {
         "name": STAGES,
         "what": "the default model of python -m gald.train (CGNL + LD at d = 2, benchmark v2, 600 iterations, "
                 "widths 16-32-64-96), with its stage classifiers (Fig. 4, 5, attribution)",
         "command": _command(),
-        "trained_by": "python -m gald.train (every setting at its default); this file is its model.pt without "
-                      "the auxiliary head, in fp16",
-        "file": os.path.basename(path),
-        "bytes": os.path.getsize(path),
+        "trained_by": "python -m gald.train (every setting at its default), shipped by scripts/make_app_checkpoint.py",
+        "file": os.path.relpath(checkpoint, out_dir),
         "parameters": sum(v.numel() for k, v in trained["model"].items() if not k.startswith("aux_head.")),
         "config": trained["config"]["train"] | {"output_dir": "<work dir>"},
-        "history": history,
         "eval": result,
         "environment": f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, 1 evaluation thread",
         **({"ld_effect": effect} if effect else {}),
     }
     with open(os.path.join(out_dir, f"{STAGES}.json"), "w") as f:
         json.dump(card, f, indent=1)
-    log.info("%s: mIoU %.2f on %d val scenes (%d bytes)", STAGES, result["out"]["mIoU"], num_val, card["bytes"])
+    log.info("%s: mIoU %.2f on %d val scenes", STAGES, result["out"]["mIoU"], num_val)
     return card
 
 
@@ -259,8 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=os.path.join("notebooks", "assets"))
     parser.add_argument("--only", nargs="+", choices=[*ASSETS, STAGES, "detector"],
                         default=[*ASSETS, STAGES, "detector"])
-    parser.add_argument("--default-run", default=os.path.join("runs", TrainConfig().name),
-                        help="run directory of `python -m gald.train` (model.pt, last.pt) for the stages asset")
+    parser.add_argument("--default-model", default=os.path.join("gald", "assets", TrainConfig().name + ".pt"),
+                        help="the shipped default model, described by the stages card")
     parser.add_argument("--work-dir", default=None, help="training runs go here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-val", type=int, default=32, help="validation scenes of the recorded metrics")
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
             if name == STAGES:
-                make_stages(args.default_run, out_dir=args.out, num_val=args.num_val)
+                make_stages(args.default_model, out_dir=args.out, num_val=args.num_val)
                 continue
             if name in ASSETS:
                 make = functools.partial(make_asset, name, iterations=args.iterations)
