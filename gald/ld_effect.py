@@ -3,6 +3,7 @@
 from gald.metrics.ld_effect import (  # noqa: F401
     format_ld_effect,
     has_ld,
+    LD_INTERVENTIONS,
     ld_effect,
     ld_effect_summary,
     ld_intervention,

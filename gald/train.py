@@ -50,6 +50,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="Train a GALD segmentation model. Every config key is also a flag (--key value).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--task", default="segmentation", choices=["segmentation", "detection"],
+                        help="detection: Faster / Mask R-CNN + FPN with GALD, with its own config and flags "
+                             "(python -m gald.train --task detection --help)")
     add_config_arguments(parser)
     return parser
 
