@@ -74,19 +74,17 @@ __all__ = [
 ]
 
 # Deprecated names (moved to gald.deploy in 0.2.0), resolved on first use for one minor release.
-_MOVED = {
-    "count_batch_norms": "gald.deploy.fuse",
-    "fuse_conv_bn": "gald.deploy.fuse",
-    "optimize_for_inference": "gald.deploy.fuse",
-    "NNPACKConv2d": "gald.deploy.nnpack",
-    "convert_to_nnpack": "gald.deploy.nnpack",
-    "nnpack_available": "gald.deploy.nnpack",
-}
+_MOVED_TO_FUSE = ("count_batch_norms", "fuse_conv_bn", "optimize_for_inference")
+_MOVED_TO_NNPACK = ("NNPACKConv2d", "convert_to_nnpack", "nnpack_available")
 
 
 def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
+    if name in _MOVED_TO_FUSE:
+        from gald.deploy import fuse
 
-        return getattr(importlib.import_module(_MOVED[name]), name)
+        return getattr(fuse, name)
+    if name in _MOVED_TO_NNPACK:
+        from gald.deploy import nnpack
+
+        return getattr(nnpack, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
