@@ -8,17 +8,18 @@ shows for an uploaded image or a clicked example:
   re-drawn from the cached masks (``gr.State``) without running the model again;
 * per-stage predictions from the stage classifiers (Sec. 4.3.1, Fig. 5): on ``F`` (FCN features),
   on ``F_GA`` (after GA), and the full GALD output;
-* a Grad-CAM attribution (:mod:`gald.attribution`) of a chosen class at the FCN, GA or GALD stage;
+* a Grad-CAM attribution (:mod:`gald.viz.attribution`) of a chosen class at the FCN, GA or GALD stage;
 * what the model is: architecture, classes, training data, the metrics its checkpoint records.
 
 With no arguments it loads the checkpoint shipped in ``gald/assets`` (:func:`default_checkpoint`),
 trained on the embedded synthetic benchmark by ``python -m gald.train``. ``--checkpoint`` takes any
 checkpoint ``gald.train`` writes, or the authors' GALD-Net weights (converted on load with
-:mod:`gald.convert_official`). Checkpoints are read once at start with ``weights_only=True``;
+:mod:`gald.deploy.official`). Checkpoints are read once at start with ``weights_only=True``;
 uploads are only ever decoded as images.
 
-Everything the page shows is computed by the plain functions here (numpy in, numpy out), which the
-tests call directly; :func:`build_demo` only wires them to Gradio components.
+The model is a :class:`gald.engine.predictor.Predictor` (:func:`load_predictor`). Everything the
+page shows is computed by the plain functions here (numpy in, numpy out), which the tests call
+directly; :func:`build_demo` only wires them to Gradio components.
 
 Hardening: uploads are limited to :data:`MAX_FILE_SIZE`; images are decoded only in the formats of
 :data:`IMAGE_FORMATS` and up to :data:`MAX_PIXELS` pixels; grayscale, RGBA, 16-bit and float
@@ -35,8 +36,6 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
 
 import argparse
-import dataclasses
-import json
 import logging
 import sys
 import tempfile
@@ -49,11 +48,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from gald import viz
+from gald.data.images import IMAGE_FORMATS, ImageError, read_image, to_rgb_uint8
 from gald.data.transforms import ToTensorNormalize
-from gald.evaluate import checkpoint_normalization
-from gald.images import IMAGE_FORMATS, ImageError, read_image, to_rgb_uint8
-from gald.ld_effect import format_ld_effect
-from gald.models import GALDNet, gald_tiny, model_from_checkpoint
+from gald.deploy.official import official_arch as _official_arch  # noqa: F401 (its name here until 0.2.0)
+from gald.engine.predictor import DEFAULT_CHECKPOINT, Predictor, default_checkpoint, load_predictor
+from gald.metrics.ld_effect import format_ld_effect
 from gald.models.layers import resize
 
 log = logging.getLogger("gald.app")
@@ -77,7 +76,6 @@ __all__ = [
     "stage_views",
 ]
 
-DEFAULT_CHECKPOINT = "gald-cgnl_tiny-d2_synthetic-v2-128x256.pt"
 MAX_SIDE = 1024  # longer sides are downscaled to this (CPU time and memory stay bounded)
 MIN_SIDE = 16  # shorter sides are refused: nothing is left at the head's 1/8 … 1/64 resolutions
 UPSCALE_SIDE = 64  # shorter sides are upscaled to this: 8 features at OS 8, enough for LD's downsampling up to d = 8
@@ -92,82 +90,6 @@ STAGE_FEATURES = {"fcn": "F", "ga": "F_GA", "gald": "F_GALD"}
 # The model
 
 
-def default_checkpoint() -> Path:
-    """Path of the checkpoint shipped with the package (trained on the embedded benchmark).
-
-    Raises:
-        FileNotFoundError: if the package was installed without its data files.
-    """
-    path = Path(__file__).resolve().parent / "assets" / DEFAULT_CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the shipped checkpoint {path} is missing: reinstall gald with its package data "
-            f"(pip install -e .), or pass --checkpoint PATH (e.g. runs/<name>/model.pt from python -m gald.train)"
-        )
-    return path
-
-
-@dataclasses.dataclass
-class Predictor:
-    """A loaded model and what the page says about it.
-
-    Args:
-        model: the network, in eval mode.
-        classes: class names, one per output channel.
-        palette: one RGB colour per class.
-        kind: ``"synthetic"`` (trained on the embedded benchmark), ``"trained"``, ``"official"``
-            (the authors' weights) or ``"untrained"`` (random weights).
-        source: where the weights came from (a path, or a description).
-        train_config: the training configuration the checkpoint records (may be empty).
-        metrics: the validation metrics the checkpoint records (may be empty).
-        bgr_mean: normalise as the authors do (BGR mean subtraction) rather than ImageNet mean/std.
-        ld_effect: the measured LD effect (:func:`gald.ld_effect.ld_effect_summary`), from the
-            checkpoint or its model card (``<checkpoint>.json``); empty when never measured.
-    """
-
-    model: GALDNet
-    classes: list[str]
-    palette: list[tuple[int, int, int]]
-    kind: str
-    source: str
-    train_config: dict = dataclasses.field(default_factory=dict)
-    metrics: dict = dataclasses.field(default_factory=dict)
-    bgr_mean: bool = False
-    ld_effect: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def ld_channels(self) -> int:
-        """Channels of the LD mask ``M`` (0 if the model has no LD)."""
-        # M is depth-wise: one channel per feature channel of the block, which is convb's input
-        return self.model.head.convb[0].in_channels if getattr(self.model.head.block, "ld", None) is not None else 0
-
-    @property
-    def has_ga(self) -> bool:
-        return getattr(self.model.head.block, "ga", None) is not None
-
-
-def _palette_for(classes: Sequence[str], palette: Any) -> list[tuple[int, int, int]]:
-    if isinstance(palette, (list, tuple)) and len(palette) >= len(classes):
-        return [tuple(int(c) for c in p[:3]) for p in palette[: len(classes)]]  # type: ignore[misc]
-    return viz.default_palette(len(classes))
-
-
-def _card(path: Path) -> dict:
-    """The model card beside a checkpoint (``X.json`` for ``X.pt``), or ``{}``."""
-    card = path.with_suffix(".json")
-    if not card.is_file():
-        return {}
-    try:
-        return json.loads(card.read_text())
-    except (OSError, ValueError):
-        log.warning("ignoring unreadable model card %s", card)
-        return {}
-
-
 def ld_effect_markdown(predictor: Predictor) -> str:
     """What the app says about the model's LD effect: the measured value with its interval, or why none."""
     if not predictor.ld_channels:
@@ -178,86 +100,6 @@ def ld_effect_markdown(predictor: Predictor) -> str:
                 "whether the model *uses* its masks.")
     return (f"**{format_ld_effect(predictor.ld_effect)}.** The maps below show M; the LD effect is what the "
             "model's predictions lose when M's spatial pattern is removed (gald.ld_effect).")
-
-
-def _official_arch(state: dict[str, torch.Tensor]) -> str:
-    """ResNet-50 or -101 from the number of layer3 blocks (6 or 23) in the authors' state dict."""
-    blocks = {int(k.split(".")[1]) for k in (k.removeprefix("module.") for k in state) if k.startswith("layer3.")}
-    return "gald_resnet101" if blocks and max(blocks) >= 6 else "gald_resnet50"
-
-
-def load_predictor(
-    checkpoint: str | os.PathLike | None = None,
-    *,
-    untrained: bool = False,
-    device: str = "cpu",
-) -> Predictor:
-    """Load a model for the app, once, with ``weights_only=True``.
-
-    Args:
-        checkpoint: a ``gald`` checkpoint (``model.pt`` of ``gald.train``, or the output of
-            ``gald.convert_official``), or the authors' GALD-Net ``.pth`` state dict; ``None`` =
-            :func:`default_checkpoint`.
-        untrained: ignore ``checkpoint`` and build the shipped architecture with random weights
-            (the page then says the model is untrained).
-        device: torch device of the model.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is neither a gald checkpoint nor a GALD-Net state dict.
-    """
-    from gald.data import synthetic
-
-    if untrained:
-        torch.manual_seed(0)
-        model = gald_tiny(
-            num_classes=synthetic.NUM_CLASSES, depths=(1, 1, 2, 1), widths=(16, 32, 64, 96), head_channels=64,
-            aux_channels=64, stage_classifiers=True,
-        )
-        return Predictor(model.to(device).eval(), list(synthetic.CLASSES), list(synthetic.PALETTE), "untrained",
-                         "random initialisation (seed 0)")
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (pass --checkpoint PATH to a model.pt from gald.train)")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(raw, dict) and "model" in raw and "config" in raw:
-        ckpt = raw  # read once above, with weights_only=True
-        model = model_from_checkpoint(ckpt, what=str(path))
-        nc = model.head.classifier.out_channels
-        classes = [str(c) for c in ckpt.get("classes") or []] or [f"class_{i}" for i in range(nc)]
-        if len(classes) != nc:
-            raise ValueError(f"{path}: {len(classes)} class names for a {nc}-class model")
-        train_cfg = dict(ckpt["config"].get("train", {}))
-        if "source" in ckpt:
-            kind = "official"
-        elif str(train_cfg.get("dataset", "")).startswith("synthetic"):
-            kind = "synthetic"
-        else:
-            kind = "trained"
-        return Predictor(
-            model.to(device).eval(), classes, _palette_for(classes, ckpt.get("palette")), kind, str(path),
-            train_cfg, dict(ckpt.get("metrics") or {}), bgr_mean=checkpoint_normalization(ckpt) == "bgr_mean",
-            ld_effect=dict(ckpt.get("ld_effect") or _card(path).get("ld_effect") or {}),
-        )
-    state = raw
-    if isinstance(raw, dict):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
-    if isinstance(state, dict) and any(k.removeprefix("module.").startswith("head.a2block.") for k in state):
-        from gald.convert_official import load_official
-        from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-
-        model = load_official(path, arch=_official_arch(state))
-        nc = model.head.classifier.out_channels
-        classes = list(CITYSCAPES_CLASSES) if nc == 19 else [f"class_{i}" for i in range(nc)]
-        palette = list(CITYSCAPES_PALETTE) if nc == 19 else viz.default_palette(nc)
-        return Predictor(model.to(device).eval(), classes, palette, "official", str(path), bgr_mean=True)
-    keys = sorted(raw)[:6] if isinstance(raw, dict) else type(raw).__name__
-    raise ValueError(
-        f"{path} is neither a gald checkpoint (a dict with 'model' and 'config', as gald.train writes) nor "
-        f"the authors' GALD-Net state dict (keys 'head.a2block.…'); found {keys}"
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,7 +147,7 @@ def prepare_image(image: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
 
 
 def load_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Decode an image file safely (:func:`gald.images.read_image`) and :func:`prepare_image` it.
+    """Decode an image file safely (:func:`gald.data.images.read_image`) and :func:`prepare_image` it.
 
     Raises:
         ImageError: not an image in a supported format, more than :data:`MAX_PIXELS`, or broken.
@@ -423,7 +265,7 @@ def attribution_view(
     Shape:
         -> (H, W, 3) uint8, str
     """
-    from gald.attribution import grad_cam
+    from gald.viz.attribution import grad_cam  # needs captum (the app extra)
 
     if class_name not in predictor.classes:
         raise ImageError(f"unknown class {class_name!r}; this model's classes: {', '.join(predictor.classes)}")

@@ -1,4 +1,7 @@
-"""Training configuration: one flat dataclass, flat YAML files, CLI overrides.
+"""Training configuration: one flat dataclass per task, flat YAML files, CLI overrides.
+
+:class:`TrainConfig` is segmentation training (``python -m gald.train``), :class:`DetectionConfig`
+detection training (``python -m gald.train --task detection``); both are :class:`RunConfig` s.
 
 Precedence: dataclass defaults (the embedded CPU default) < ``--config file.yaml`` < ``--key value``
 flags. Unknown keys, in a file or on the command line, are errors that list the valid keys.
@@ -16,7 +19,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RunConfig", "TrainConfig", "add_config_arguments", "config_from_args", "load_config", "model_config", "recorded_train_config"]
+__all__ = [
+    "RunConfig", "TrainConfig", "DetectionConfig", "add_config_arguments", "config_from_args", "load_config",
+    "load_detection_config", "model_config", "detector_config", "recorded_train_config",
+]
 
 
 class RunConfig:
@@ -107,7 +113,7 @@ class TrainConfig(RunConfig):
     eval_interval: int = 300
     checkpoint_interval: int = 300
     eval_batch_size: int = 8
-    ld_effect: bool = True  # at the end, measure the LD effect (gald.ld_effect) of models with LD
+    ld_effect: bool = True  # at the end, measure the LD effect (gald.metrics.ld_effect) of models with LD
     resume: str | None = None
     init_from: str | None = None
     stop_at: int | None = None
@@ -224,4 +230,93 @@ def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     }
     if cfg.arch == "gald_tiny":
         model.update(depths=tuple(cfg.depths), widths=tuple(cfg.widths))
+    return model
+
+
+@dataclass
+class DetectionConfig(RunConfig):
+    """Every knob of detection training; the defaults are the embedded CPU run on the scene benchmark."""
+
+    # experiment
+    name: str = "mask_rcnn-gald_tiny-fpn_synthetic"
+    output_dir: str = "runs"
+    seed: int = 0
+    # data: "synthetic" (generated on the fly), "voc" (VOCdevkit) or "coco"
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    train_sets: list[str] = field(default_factory=lambda: ["2007/trainval", "2012/trainval"])  # VOC year/set
+    test_sets: list[str] = field(default_factory=lambda: ["2007/test"])
+    classes: list[str] | None = None  # VOC class names; None: the 20 Pascal VOC classes
+    train_split: str = "train2017"  # COCO
+    val_split: str = "val2017"
+    num_train: int = 400  # synthetic
+    num_val: int = 100
+    data_seed: int = 0
+    image_size: list[int] = field(default_factory=lambda: [128, 256])
+    flip: bool = True
+    workers: int = 0
+    # model (see gald.models.detector.build_detector); None = the builder's default
+    arch: str = "mask_rcnn_tiny_fpn_gald"
+    context: str = "gald"
+    placement: str = "c5"
+    ga: str = "cgnl"
+    d: int | None = None
+    weights_backbone: str | None = None
+    trainable_backbone_layers: int | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    fpn_channels: int | None = None
+    depths: list[int] | None = None  # tiny backbone only
+    widths: list[int] | None = None
+    # optimisation: SGD, linear warm-up, steps ×0.1 (mmdetection's schedule)
+    batch_size: int = 4
+    iterations: int = 600
+    epochs: int | None = None  # if set, replaces iterations and lr_steps are in epochs
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_steps: list[int] = field(default_factory=lambda: [450, 550])
+    gamma: float = 0.1
+    warmup_iters: int = 100
+    warmup_ratio: float = 0.001
+    max_grad_norm: float | None = 10.0
+    # evaluation
+    mask_threshold: float = 0.5
+    eval_batch_size: int = 4
+    # engine
+    device: str = "auto"
+    log_interval: int = 20
+    eval_interval: int = 0
+    checkpoint_interval: int = 200
+    resume: str | None = None
+    init_from: str | None = None
+    stop_at: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("synthetic", "voc", "coco"):
+            raise ValueError(f"dataset must be 'synthetic', 'voc' or 'coco', got {self.dataset!r}")
+        if len(self.image_size) != 2:
+            raise ValueError(f"image_size needs [height, width], got {self.image_size}")
+        if self.iterations < 1 or self.batch_size < 1:
+            raise ValueError("iterations and batch_size must be positive")
+
+    @property
+    def masks(self) -> bool:
+        return self.arch.startswith("mask_rcnn")
+
+
+def load_detection_config(path: str | os.PathLike | None = None, **overrides: Any) -> DetectionConfig:
+    """Defaults, then a flat YAML file, then keyword overrides (unknown keys are errors)."""
+    return load_config(path, cls=DetectionConfig, **overrides)
+
+
+def detector_config(cfg: DetectionConfig, num_classes: int) -> dict[str, Any]:
+    """The :func:`~gald.models.detector.build_detector` config of a training config (``num_classes`` with background)."""
+    model: dict[str, Any] = {"arch": cfg.arch, "num_classes": num_classes, "context": cfg.context,
+                             "placement": cfg.placement, "ga": cfg.ga,
+                             "weights_backbone": cfg.weights_backbone,
+                             "trainable_backbone_layers": cfg.trainable_backbone_layers}
+    for key in ("d", "min_size", "max_size", "fpn_channels", "depths", "widths"):
+        if getattr(cfg, key) is not None:
+            model[key] = getattr(cfg, key)
     return model

@@ -30,26 +30,19 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.nn import functional as F
 from tqdm import tqdm
 
-from gald.data.transforms import ToTensorNormalize
-from gald.evaluate import (
-    add_protocol_arguments,
-    checkpoint_normalization,
-    protocol_from_args,
-)
-from gald.images import ImageError, read_image
-from gald.inference import TestProtocol, infer
-from gald.models import convert_to_nnpack, model_from_checkpoint, read_checkpoint
-from gald.submission import train_ids_to_label_ids, write_label_png
-from gald.viz import default_palette, ld_mask_image, overlay
+from gald.data.images import ImageError, read_image
+from gald.deploy.submission import train_ids_to_label_ids, write_label_png
+from gald.engine.inference import add_protocol_arguments, protocol_from_args
+from gald.engine.predictor import Predictor, default_checkpoint
+from gald.models import read_checkpoint
+from gald.viz.overlays import ld_mask_image, overlay
 
 log = logging.getLogger("gald.predict")
 
@@ -59,7 +52,7 @@ __all__ = ["Predictor", "find_images", "read_rgb", "main"]
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as (H, W, 3) uint8 RGB (:func:`gald.images.read_image`).
+    """Decode an image file as (H, W, 3) uint8 RGB (:func:`gald.data.images.read_image`).
 
     Raises:
         ImageError: naming the file, if it is not a readable image.
@@ -94,91 +87,6 @@ def find_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
         names[name] = n + 1
         unique.append((file, name if n == 0 else name.with_name(f"{name.name}_{n}")))
     return unique
-
-
-@dataclass
-class Predictor:
-    """A loaded checkpoint plus everything needed to turn an RGB image into a prediction.
-
-    Args:
-        model: segmentation model in eval mode.
-        classes: class names by train id.
-        palette: RGB colour per train id.
-        normalization: ``"imagenet"`` or ``"bgr_mean"`` (the authors' preprocessing).
-        protocol: the test protocol.
-        device: where the model runs.
-        train_to_label: train id → dataset label id, for ``--label-ids``.
-    """
-
-    model: torch.nn.Module
-    classes: list[str]
-    palette: list[tuple[int, int, int]]
-    normalization: str
-    protocol: TestProtocol
-    device: torch.device
-    train_to_label: list[int] | None = None
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str,
-        *,
-        protocol: TestProtocol | None = None,
-        normalization: str | None = None,
-        device: str = "cpu",
-        ckpt: dict | None = None,
-        nnpack: bool = False,
-    ) -> Predictor:
-        """Load ``path`` (or use ``ckpt``, its content when already read); ``nnpack`` computes the wide
-        3×3 convolutions with NNPACK on CPU (:func:`gald.models.convert_to_nnpack`)."""
-        ckpt = read_checkpoint(path) if ckpt is None else ckpt
-        model = model_from_checkpoint(ckpt, what=str(path)).to(device).eval()
-        if nnpack:
-            convert_to_nnpack(model)
-        k = model.head.classifier.out_channels
-        classes = list(ckpt.get("classes") or [f"class_{i}" for i in range(k)])
-        palette = [tuple(c) for c in ckpt["palette"]] if ckpt.get("palette") else default_palette(k)
-        train_to_label = None
-        dataset = ckpt.get("config", {}).get("train", {}).get("dataset")  # None: converted official weights
-        if dataset in ("synthetic", "synthetic_disk"):
-            from gald.data.synthetic import LABEL_IDS
-
-            train_to_label = list(LABEL_IDS)
-        elif k == 19 and dataset in (None, "cityscapes", "mapillary"):
-            from gald.data.cityscapes import TRAIN_TO_LABEL
-
-            train_to_label = list(TRAIN_TO_LABEL)
-        return cls(
-            model=model, classes=classes, palette=palette, normalization=checkpoint_normalization(ckpt, normalization),
-            protocol=protocol or TestProtocol(), device=torch.device(device), train_to_label=train_to_label,
-        )  # fmt: skip
-
-    def tensor(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 RGB → normalised (1, 3, H, W) on the model's device."""
-        x, _ = ToTensorNormalize(bgr_mean=self.normalization == "bgr_mean")(image, np.zeros(image.shape[:2], np.uint8))
-        return x[None].to(self.device)
-
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Train-id prediction at the image's resolution.
-
-        Shape:
-            (H, W, 3) uint8 -> (H, W) int64
-        """
-        return infer(self.model, self.tensor(image), self.protocol)["out"][0].argmax(0).cpu().numpy()
-
-    @torch.inference_mode()
-    def ld_mask(self, image: np.ndarray, max_side: int | None = None) -> torch.Tensor | None:
-        """The LD mask ``M`` of one whole-image pass (image first shrunk to ``max_side``), or ``None``.
-
-        Shape:
-            (H, W, 3) uint8 -> (C, h, w) float32 in [0, 1] (h, w: the head's resolution)
-        """
-        x = self.tensor(image)
-        if max_side is not None and max(x.shape[-2:]) > max_side:
-            s = max_side / max(x.shape[-2:])
-            x = F.interpolate(x, size=(max(1, round(x.shape[-2] * s)), max(1, round(x.shape[-1] * s))), mode="bilinear")
-        m = self.model.inspect(x).get("M")
-        return None if m is None else m[0].float().cpu()
 
 
 def _save_rgb(array: np.ndarray, path: Path) -> None:
@@ -248,13 +156,6 @@ def predict_files(
     return written, failed
 
 
-def default_checkpoint() -> str:
-    """The checkpoint shipped inside the package (trained on the embedded synthetic benchmark)."""
-    from gald.app import default_checkpoint as shipped
-
-    return str(shipped())
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Segment your own images with a gald checkpoint.")
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
@@ -275,7 +176,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    checkpoint = args.checkpoint or default_checkpoint()
+    checkpoint = args.checkpoint or str(default_checkpoint())
     ckpt = read_checkpoint(checkpoint)
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size") or [769, 769]
     predictor = Predictor.from_checkpoint(

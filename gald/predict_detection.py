@@ -21,71 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from gald.engine.checkpoint import load_checkpoint
-from gald.models.detector import build_detector
-from gald.models.weights import load_state_dict_checked
+from gald.engine.predictor import load_detector
+from gald.viz.overlays import draw_detections
 
 log = logging.getLogger("gald.predict_detection")
 
 __all__ = ["IMAGE_EXTENSIONS", "load_detector", "draw_detections", "expand_inputs", "predict_images", "main"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-# distinct colours for up to 10 classes, then cycled
-_COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
-
-
-def load_detector(path: str | os.PathLike) -> tuple[torch.nn.Module, list[str]]:
-    """The detector and its class names from a ``model.pt`` written by ``gald.train --task detection``."""
-    state = load_checkpoint(path)
-    try:
-        config, classes = state["config"]["model"], list(state["classes"])
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"{os.fspath(path)}: not a detection model.pt (needs 'config'/'model' and 'classes'); "
-            "use the model.pt of a `python -m gald.train --task detection` run"
-        ) from None
-    model = build_detector(config)
-    load_state_dict_checked(model, state["model"], what=os.fspath(path))
-    return model.eval(), classes
-
-
-def draw_detections(
-    image: np.ndarray,
-    prediction: dict[str, torch.Tensor],
-    classes: Sequence[str],
-    *,
-    score_threshold: float = 0.5,
-    mask_threshold: float = 0.5,
-    alpha: float = 0.45,
-) -> np.ndarray:
-    """Overlay masks (if any), boxes and ``"<class> <score>"`` captions of one prediction.
-
-    Args:
-        image: RGB uint8 image.
-        prediction: torchvision output ``{"boxes", "labels", "scores", "masks" optional (n, 1, H, W)}``.
-        classes: foreground class names; label ``k`` is ``classes[k - 1]``.
-        score_threshold: draw detections scoring at least this.
-        mask_threshold: binarise the soft masks at this.
-        alpha: mask opacity.
-
-    Shape:
-        (H, W, 3) uint8 -> (H, W, 3) uint8
-    """
-    keep = prediction["scores"] >= score_threshold
-    boxes, labels, scores = prediction["boxes"][keep], prediction["labels"][keep], prediction["scores"][keep]
-    colors = [_COLORS[(int(k) - 1) % len(_COLORS)] for k in labels]
-    canvas = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
-    if "masks" in prediction and len(boxes):
-        masks = prediction["masks"][keep][:, 0] >= mask_threshold
-        canvas = draw_segmentation_masks(canvas, masks, alpha=alpha, colors=colors)
-    if len(boxes):
-        names = [f"{classes[int(k) - 1] if 0 < int(k) <= len(classes) else int(k)} {float(s):.2f}"
-                 for k, s in zip(labels, scores)]
-        canvas = draw_bounding_boxes(canvas, boxes, labels=names, colors=colors, width=2)
-    return canvas.permute(1, 2, 0).numpy()
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:

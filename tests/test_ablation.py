@@ -23,7 +23,7 @@ def test_smoke_runs_writes_and_skips_finished_cells(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr("gald.train.main", boom)
+    monkeypatch.setattr("gald.engine.segmentation.fit", boom)
     assert runner.main(["--smoke", "--results", str(tmp_path), "--work-dir", str(tmp_path / "runs")]) == 0
 
 

@@ -6,8 +6,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import FrozenBatchNorm2d
 
+from gald.deploy.fuse import count_batch_norms, fuse_conv_bn, optimize_for_inference
 from gald.models import ARRANGEMENTS, GA_MODULES, gald_resnet50, gald_tiny
-from gald.models.fuse import count_batch_norms, fuse_conv_bn, optimize_for_inference
 
 # Odd sizes; official mode's unpadded depth-wise convs need >= 15x15 features (inputs of ~120 px).
 SIZES = {"paper": (45, 67), "official": (121, 131)}

@@ -8,15 +8,15 @@ from test_fuse import SIZES, _randomise
 from torch import nn
 from torch.nn import functional as F
 
-from gald.models import gald_tiny
-from gald.models import nnpack as nnp
-from gald.models.fuse import optimize_for_inference
-from gald.models.nnpack import (
+from gald.deploy import nnpack as nnp
+from gald.deploy.fuse import optimize_for_inference
+from gald.deploy.nnpack import (
     NNPACKConv2d,
     convert_to_nnpack,
     nnpack_available,
     nnpack_eligible,
 )
+from gald.models import gald_tiny
 
 
 def _close(actual, expected, *, scale_tol=1e-4):

@@ -14,6 +14,7 @@ import torch
 import gald.models
 from gald import train
 from gald.config import TrainConfig, model_config
+from gald.engine import segmentation
 from gald.engine.checkpoint import load_checkpoint
 from gald.losses import build_criterion
 from gald.models import build_model, load_model
@@ -103,7 +104,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         crit.forward = nan_at_five
         return crit
 
-    monkeypatch.setattr(train, "build_criterion", poisoned)
+    monkeypatch.setattr(segmentation, "build_criterion", poisoned)
     with pytest.raises(FloatingPointError) as err:
         train.main(_cfg(tmp_path, name="nan", iterations=8))
     msg = str(err.value)
@@ -269,7 +270,7 @@ def test_nnpack_training_converts_the_head_and_keeps_checkpoint_keys(tmp_path, m
         converted.extend(n for n, m in model.named_modules() if isinstance(m, gald.models.NNPACKConv2d))
         return model
 
-    monkeypatch.setattr(train, "convert_to_nnpack", convert)
+    monkeypatch.setattr(segmentation, "convert_to_nnpack", convert)
     train.main(_cfg(tmp_path, name="nnpack", iterations=2, stage_iterations=0, nnpack=True))
     train.main(_cfg(tmp_path, name="plain", iterations=2, stage_iterations=0))
     assert converted

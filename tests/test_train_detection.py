@@ -12,6 +12,7 @@ import torch
 from gald import train as seg_train
 from gald import train_detection as td
 from gald.engine import checkpoint as ckpt
+from gald.engine import detection
 from gald.models.detector import build_detector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,7 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tmp_path, mo
             raise FloatingPointError("non-finite loss: loss=nan")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(td, "train_step", flaky)
+    monkeypatch.setattr(detection, "train_step", flaky)
     cfg = _cfg(tmp_path, iterations=6, lr_steps=[], name="nan", checkpoint_interval=2)
     with pytest.raises(FloatingPointError, match="stopping at step 3.*left untouched"):
         td.main(cfg)

@@ -1,5 +1,8 @@
 """From a training config to datasets, a step-indexed training stream and a validation loader.
 
+:func:`build_segmentation_data` serves segmentation training; :func:`build_detection_data` gives the
+train and validation sets of detection training (``gald.engine.detection`` draws its own batches).
+
 The training stream is a pure function of ``(seed, step)``: the order of images comes from a
 per-epoch permutation seeded by ``(seed, epoch)`` and every sample's augmentation from a generator
 seeded by ``(seed, step, position)``. So a run resumed at step ``s`` sees exactly the batches an
@@ -17,10 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gald.metrics import SegmentationMetrics
-
 from . import synthetic
 from .cityscapes import CorruptImageError, CityscapesSegmentation
+from .detection import DetectionTransform, SyntheticDetection
 from .folder import FolderSegmentation
 from .mapillary import MapillaryVistas
 from .synthetic import SyntheticScenes, synthetic_label_map
@@ -28,7 +30,10 @@ from .transforms import ToTensorNormalize, eval_transforms, train_transforms
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConcatSegmentation", "DATASET_NAMES", "SegmentationData", "build_segmentation_data", "StepBatchSampler"]
+__all__ = [
+    "ConcatSegmentation", "DATASET_NAMES", "SegmentationData", "build_segmentation_data", "StepBatchSampler",
+    "build_detection_data",
+]
 
 #: Dataset names a training config may use.
 DATASET_NAMES = ("cityscapes", "folder", "mapillary", "synthetic", "synthetic_disk")
@@ -182,15 +187,6 @@ class SegmentationData:
             self.skipped += skipped
             yield images, targets
 
-    def make_metrics(self) -> SegmentationMetrics:
-        return SegmentationMetrics(
-            self.num_classes,
-            class_names=self.class_names,
-            ignore_index=self.ignore_index,
-            small_classes=self.small_classes,
-            large_classes=self.large_classes,
-        )
-
 
 class ConcatSegmentation(Dataset):
     """Several readers of one label space read as one (``train_split: train+val``).
@@ -329,3 +325,42 @@ def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> Segme
         class_names=names, palette=palette, sampler=sampler, train_transform=transform, workers=cfg.workers,
         ignore_index=cfg.ignore_index, small_classes=tuple(small), large_classes=tuple(large),
     )
+
+
+def _voc_sets(entries: list[str]) -> list[tuple[str, str]]:
+    sets = []
+    for e in entries:
+        if "/" not in e:
+            raise ValueError(f"VOC image sets are 'year/set' such as '2007/trainval', got {e!r}")
+        sets.append(tuple(e.split("/", 1)))
+    return sets
+
+
+def build_detection_data(cfg):
+    """``(train_set, val_set, class_names)`` for the dataset of a :class:`~gald.config.DetectionConfig`."""
+    train_tf, eval_tf = DetectionTransform(flip=0.5 if cfg.flip else 0.0), DetectionTransform()
+    if cfg.dataset == "synthetic":
+        size = tuple(cfg.image_size)
+        train = SyntheticDetection(split="train", num_images=cfg.num_train, seed=cfg.data_seed, size=size,
+                                   transform=train_tf, masks=cfg.masks)
+        val = SyntheticDetection(split="val", num_images=cfg.num_val, seed=cfg.data_seed, size=size,
+                                 transform=eval_tf, masks=cfg.masks)
+        return train, val, list(train.classes)
+    if cfg.data_root is None:
+        raise ValueError(f"dataset {cfg.dataset!r} needs --data-root (the VOCdevkit folder or the COCO root)")
+    if cfg.dataset == "voc":
+        from .voc import VOC_CLASSES, VOCDetection
+
+        classes = tuple(cfg.classes) if cfg.classes else VOC_CLASSES
+        train = VOCDetection(cfg.data_root, image_sets=_voc_sets(cfg.train_sets), classes=classes,
+                             keep_difficult=False, transform=train_tf)
+        val = VOCDetection(cfg.data_root, image_sets=_voc_sets(cfg.test_sets), classes=classes, keep_difficult=True,
+                           transform=eval_tf)
+        return train, val, list(train.classes)
+    from .coco import COCODetection
+
+    train = COCODetection(cfg.data_root, split=cfg.train_split, masks=cfg.masks, transform=train_tf)
+    val = COCODetection(cfg.data_root, split=cfg.val_split, masks=cfg.masks, transform=eval_tf)
+    if train.classes != val.classes:
+        raise ValueError(f"train and val category lists differ: {train.classes} vs {val.classes}")
+    return train, val, list(train.classes)

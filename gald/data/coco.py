@@ -146,7 +146,7 @@ class COCODetection(torch.utils.data.Dataset):
         return self.transform(image, self.target(i))
 
     def coco_gt(self):
-        """``(COCO ground truth, label → category id)`` for :func:`gald.detection_metrics.coco_evaluate`."""
+        """``(COCO ground truth, label → category id)`` for :func:`gald.metrics.detection.coco_evaluate`."""
         return self.coco, self.label_to_category
 
     def __repr__(self) -> str:

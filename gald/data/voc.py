@@ -5,7 +5,7 @@ Layout read: ``VOC<year>/Annotations/<id>.xml``, ``VOC<year>/JPEGImages/<id>.jpg
 
 Boxes: VOC's ``xmin..xmax`` are 1-based inclusive pixel indices; they become continuous
 ``[xmin - 1, ymin - 1, xmax, ymax]`` boxes, whose width ``xmax - xmin + 1`` is the devkit's, so
-:func:`gald.detection_metrics.voc_evaluate` reproduces the devkit's IoU. ``difficult`` flags are
+:func:`gald.metrics.detection.voc_evaluate` reproduces the devkit's IoU. ``difficult`` flags are
 kept in the target for evaluation (and dropped with their boxes when ``keep_difficult=False``,
 mmdetection's training choice).
 """

@@ -1,5 +1,5 @@
-"""Pieces of the training loop shared by segmentation (``gald.train``) and detection
-(``gald.train_detection``) training."""
+"""Pieces of the training loop shared by segmentation (:mod:`gald.engine.segmentation`) and detection
+(:mod:`gald.engine.detection`) training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""GALD models: backbones, Global Aggregation, Local Distribution, heads and segmentors."""
+"""GALD models: backbones, Global Aggregation, Local Distribution, heads and segmentors (``nn.Module`` s only).
+
+The speed levers that used to live here (``fuse_conv_bn``, ``optimize_for_inference``,
+``convert_to_nnpack``, ...) are in :mod:`gald.deploy`; their old names here still resolve for one
+minor release.
+"""
 
 from .backbones import (
     BACKBONES,
@@ -18,10 +23,8 @@ from .context import (
     build_ga,
     get_ga,
 )
-from .fuse import count_batch_norms, fuse_conv_bn, optimize_for_inference
 from .heads import ARRANGEMENTS, LD_ARRANGEMENTS, AuxHead, GALDBlock, GALDHead
 from .ld import LD_DOWNSAMPLING, LD_INITS, LD_INTERVENTIONS, PAPER_LD, LocalDistribution
-from .nnpack import NNPACKConv2d, convert_to_nnpack, nnpack_available
 from .segmentor import (
     MODELS,
     GALDNet,
@@ -30,7 +33,8 @@ from .segmentor import (
     gald_resnet101,
     gald_tiny,
 )
-from .weights import load_model, load_state_dict_checked, model_from_checkpoint, read_checkpoint
+from .state_dict import load_state_dict_checked
+from .weights import load_model, model_from_checkpoint, read_checkpoint
 
 __all__ = [
     "ARRANGEMENTS",
@@ -50,16 +54,12 @@ __all__ = [
     "PAPER_LD",
     "LocalDistribution",
     "MODELS",
-    "NNPACKConv2d",
     "NonLocal2d",
     "PSPModule",
     "ResNetBackbone",
     "build_backbone",
     "build_ga",
     "build_model",
-    "convert_to_nnpack",
-    "count_batch_norms",
-    "fuse_conv_bn",
     "gald_resnet101",
     "gald_resnet50",
     "gald_tiny",
@@ -67,10 +67,24 @@ __all__ = [
     "load_model",
     "load_state_dict_checked",
     "model_from_checkpoint",
-    "nnpack_available",
-    "optimize_for_inference",
     "read_checkpoint",
     "resnet101",
     "resnet50",
     "tiny_resnet",
 ]
+
+# Deprecated names (moved to gald.deploy in 0.2.0), resolved on first use for one minor release.
+_MOVED_TO_FUSE = ("count_batch_norms", "fuse_conv_bn", "optimize_for_inference")
+_MOVED_TO_NNPACK = ("NNPACKConv2d", "convert_to_nnpack", "nnpack_available")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_FUSE:
+        from gald.deploy import fuse
+
+        return getattr(fuse, name)
+    if name in _MOVED_TO_NNPACK:
+        from gald.deploy import nnpack
+
+        return getattr(nnpack, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

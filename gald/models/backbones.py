@@ -30,7 +30,7 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 from torchvision.models.resnet import Bottleneck, conv1x1
 
 from .layers import NormLayer
-from .weights import load_state_dict_checked
+from .state_dict import load_state_dict_checked
 
 log = logging.getLogger(__name__)
 

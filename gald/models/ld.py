@@ -19,7 +19,7 @@ __all__ = ["LocalDistribution", "LD_DOWNSAMPLING", "LD_INITS", "LD_INTERVENTIONS
 
 LD_DOWNSAMPLING = ("dwconv", "bilinear", "avgpool")
 
-#: What :attr:`LocalDistribution.intervention` may replace ``M`` by (see :mod:`gald.ld_effect`):
+#: What :attr:`LocalDistribution.intervention` may replace ``M`` by (see :mod:`gald.metrics.ld_effect`):
 #: its per-image, per-channel spatial mean (keeps the scale, removes the spatial information), or 0.
 LD_INTERVENTIONS = ("spatial_mean", "zero")
 
@@ -86,7 +86,7 @@ class LocalDistribution(nn.Module):
         self.mode = downsample
         self.padding = padding
         self.align_corners = align_corners
-        self.intervention: str | None = None  # set through gald.ld_effect.ld_intervention
+        self.intervention: str | None = None  # set through gald.metrics.ld_effect.ld_intervention
         if downsample == "dwconv":
             n = int(math.log2(d))
             last = n - 1

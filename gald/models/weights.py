@@ -1,4 +1,4 @@
-"""Loading weights with checks: strict keys and shapes, ``weights_only=True``, clear errors."""
+"""Models from checkpoints: read with ``weights_only=True``, rebuilt from their config, loaded strictly."""
 
 from __future__ import annotations
 
@@ -8,37 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .segmentor import build_model
+from .state_dict import load_state_dict_checked
+
 __all__ = ["load_state_dict_checked", "read_checkpoint", "model_from_checkpoint", "load_model"]
-
-
-def _first(items: list[str], n: int = 8) -> str:
-    return ", ".join(items[:n]) + (f" … (+{len(items) - n} more)" if len(items) > n else "")
-
-
-def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], *, what: str = "model") -> None:
-    """``load_state_dict(strict=True)`` whose error lists the missing, unexpected and mis-shaped keys.
-
-    Raises:
-        RuntimeError: naming the first offending keys (and shapes) of each kind.
-    """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mis_shaped = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or mis_shaped:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys: {_first(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
-        if mis_shaped:
-            parts.append(f"{len(mis_shaped)} keys with the wrong shape: {_first(mis_shaped)}")
-        raise RuntimeError(f"{what} checkpoint does not match the model: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -61,8 +34,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint") -> 
     Checkpoints are plain dicts ``{"model": state_dict, "config": {"model": {...}}, ...}``; ``what``
     names the source in errors.
     """
-    from .segmentor import build_model
-
     config = ckpt.get("config", {})
     model_cfg = config.get("model", config) if isinstance(config, dict) else None
     if not isinstance(model_cfg, dict) or "arch" not in model_cfg:

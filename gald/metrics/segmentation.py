@@ -17,9 +17,8 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 from torch.nn import functional as F
-
-from gald.engine.distributed import all_reduce_sum
 
 __all__ = [
     "SegmentationMetrics",
@@ -146,8 +145,10 @@ class SegmentationMetrics:
 
     def all_reduce(self) -> None:
         """Sum the accumulators over processes (no-op in one process)."""
+        if not dist.is_initialized():
+            return
         for name in ("cm", "cm_boundary", "inst_recall_sum", "inst_count"):
-            all_reduce_sum(getattr(self, name))
+            dist.all_reduce(getattr(self, name), op=dist.ReduceOp.SUM)
 
     def _bin_names(self) -> list[str]:
         edges = self.size_bins

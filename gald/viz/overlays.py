@@ -9,6 +9,7 @@ results can be saved with Pillow or shown by any front end.
   fixed [0, 1] scale), reduced over channels by mean or max, or one channel.
 * :func:`heatmap` / :func:`blend_heatmap` — any real-valued map (e.g. a Grad-CAM attribution).
 * :func:`class_fractions`, :func:`legend_html` — class-area percentages and a colour legend.
+* :func:`draw_detections` — a detector's boxes, captions and instance masks.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 __all__ = [
     "blend_heatmap",
     "class_fractions",
     "colorize",
     "default_palette",
+    "draw_detections",
     "heatmap",
     "ld_mask_image",
     "legend_html",
@@ -273,3 +276,44 @@ def legend_html(
         lines.append(f"<tr><td>{swatch}</td><td>{html.escape(str(classes[i]))}</td>{area}</tr>")
     lines.append("</table>")
     return "\n".join(lines)
+
+
+# distinct colours for up to 10 classes, then cycled (draw_detections)
+_COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+
+
+def draw_detections(
+    image: np.ndarray,
+    prediction: dict[str, torch.Tensor],
+    classes: Sequence[str],
+    *,
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """Overlay masks (if any), boxes and ``"<class> <score>"`` captions of one prediction.
+
+    Args:
+        image: RGB uint8 image.
+        prediction: torchvision output ``{"boxes", "labels", "scores", "masks" optional (n, 1, H, W)}``.
+        classes: foreground class names; label ``k`` is ``classes[k - 1]``.
+        score_threshold: draw detections scoring at least this.
+        mask_threshold: binarise the soft masks at this.
+        alpha: mask opacity.
+
+    Shape:
+        (H, W, 3) uint8 -> (H, W, 3) uint8
+    """
+    keep = prediction["scores"] >= score_threshold
+    boxes, labels, scores = prediction["boxes"][keep], prediction["labels"][keep], prediction["scores"][keep]
+    colors = [_COLORS[(int(k) - 1) % len(_COLORS)] for k in labels]
+    canvas = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+    if "masks" in prediction and len(boxes):
+        masks = prediction["masks"][keep][:, 0] >= mask_threshold
+        canvas = draw_segmentation_masks(canvas, masks, alpha=alpha, colors=colors)
+    if len(boxes):
+        names = [f"{classes[int(k) - 1] if 0 < int(k) <= len(classes) else int(k)} {float(s):.2f}"
+                 for k, s in zip(labels, scores)]
+        canvas = draw_bounding_boxes(canvas, boxes, labels=names, colors=colors, width=2)
+    return canvas.permute(1, 2, 0).numpy()

@@ -1,0 +1,278 @@
+"""One :class:`Predictor` for the command line, the app and the notebooks: a loaded segmentation model
+and what it takes to turn an RGB image into a prediction and to say what the model is.
+
+* :meth:`Predictor.from_checkpoint` — any checkpoint ``gald.train`` or ``gald.convert_official`` writes.
+* :func:`load_predictor` — also the authors' GALD-Net ``.pth`` (converted on load) and an untrained
+  model (what ``python -m gald.app`` accepts).
+* :func:`default_checkpoint` — the model shipped in ``gald/assets`` (trained on the embedded benchmark).
+* :func:`load_detector` — a detector and its class names from a detection run's ``model.pt``.
+
+Checkpoints are read once, with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gald.data import synthetic
+from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, TRAIN_TO_LABEL
+from gald.data.transforms import ToTensorNormalize
+from gald.deploy.nnpack import convert_to_nnpack
+from gald.deploy.official import load_official, official_arch
+from gald.engine.checkpoint import load_checkpoint
+from gald.engine.inference import TestProtocol, checkpoint_normalization, infer
+from gald.models import gald_tiny, load_state_dict_checked, model_from_checkpoint, read_checkpoint
+from gald.models.detector import build_detector
+from gald.viz.overlays import default_palette
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_CHECKPOINT", "Predictor", "default_checkpoint", "load_predictor", "load_detector"]
+
+DEFAULT_CHECKPOINT = "gald-cgnl_tiny-d2_synthetic-v2-128x256.pt"
+
+
+def default_checkpoint() -> Path:
+    """Path of the checkpoint shipped with the package (trained on the embedded benchmark).
+
+    Raises:
+        FileNotFoundError: if the package was installed without its data files.
+    """
+    path = Path(__file__).resolve().parents[1] / "assets" / DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the shipped checkpoint {path} is missing: reinstall gald with its package data "
+            f"(pip install -e .), or pass --checkpoint PATH (e.g. runs/<name>/model.pt from python -m gald.train)"
+        )
+    return path
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A loaded segmentation model, how to run it, and what it is.
+
+    Args:
+        model: the network, in eval mode.
+        classes: class names by train id, one per output channel.
+        palette: one RGB colour per class.
+        kind: ``"synthetic"`` (trained on the embedded benchmark), ``"trained"``, ``"official"``
+            (the authors' weights) or ``"untrained"`` (random weights).
+        source: where the weights came from (a path, or a description).
+        train_config: the training configuration the checkpoint records (may be empty).
+        metrics: the validation metrics the checkpoint records (may be empty).
+        normalization: ``"imagenet"`` or ``"bgr_mean"`` (the authors' preprocessing).
+        ld_effect: the measured LD effect (:func:`gald.metrics.ld_effect.ld_effect_summary`), from
+            the checkpoint or its model card (``<checkpoint>.json``); empty when never measured.
+        protocol: the test protocol of :meth:`predict`.
+        device: where the model runs.
+        train_to_label: train id → dataset label id (test-server label ids), if the dataset has them.
+    """
+
+    model: nn.Module
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    kind: str = "trained"
+    source: str = ""
+    train_config: dict = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=dict)
+    normalization: str = "imagenet"
+    ld_effect: dict = dataclasses.field(default_factory=dict)
+    protocol: TestProtocol = dataclasses.field(default_factory=TestProtocol)
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    train_to_label: list[int] | None = None
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        *,
+        protocol: TestProtocol | None = None,
+        normalization: str | None = None,
+        device: str = "cpu",
+        ckpt: dict | None = None,
+        nnpack: bool = False,
+    ) -> Predictor:
+        """Load a ``gald`` checkpoint ``path`` (or use ``ckpt``, its content when already read).
+
+        Args:
+            protocol: the test protocol (default: whole image, one scale).
+            normalization: override the input normalisation the checkpoint records.
+            device: torch device of the model.
+            ckpt: the checkpoint's content, if the caller has read it already.
+            nnpack: compute the wide 3×3 convolutions with NNPACK on CPU
+                (:func:`gald.deploy.nnpack.convert_to_nnpack`).
+
+        Raises:
+            ValueError: the checkpoint's class names do not match its classifier.
+        """
+        ckpt = read_checkpoint(path) if ckpt is None else ckpt
+        model = model_from_checkpoint(ckpt, what=str(path)).to(device).eval()
+        if nnpack:
+            convert_to_nnpack(model)
+        k = model.head.classifier.out_channels
+        classes = [str(c) for c in ckpt.get("classes") or []] or [f"class_{i}" for i in range(k)]
+        if len(classes) != k:
+            raise ValueError(f"{path}: {len(classes)} class names for a {k}-class model")
+        train_cfg = dict(ckpt.get("config", {}).get("train", {}))
+        dataset = train_cfg.get("dataset")  # None: converted official weights
+        if "source" in ckpt:
+            kind = "official"
+        elif str(dataset or "").startswith("synthetic"):
+            kind = "synthetic"
+        else:
+            kind = "trained"
+        train_to_label = None
+        if dataset in ("synthetic", "synthetic_disk"):
+            train_to_label = list(synthetic.LABEL_IDS)
+        elif k == 19 and dataset in (None, "cityscapes", "mapillary"):
+            train_to_label = list(TRAIN_TO_LABEL)
+        return cls(
+            model=model, classes=classes, palette=_palette_for(classes, ckpt.get("palette")), kind=kind,
+            source=str(path), train_config=train_cfg, metrics=dict(ckpt.get("metrics") or {}),
+            normalization=checkpoint_normalization(ckpt, normalization),
+            ld_effect=dict(ckpt.get("ld_effect") or _card(Path(path)).get("ld_effect") or {}),
+            protocol=protocol or TestProtocol(), device=torch.device(device), train_to_label=train_to_label,
+        )  # fmt: skip
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def bgr_mean(self) -> bool:
+        """Whether inputs are normalised as the authors do (BGR mean subtraction)."""
+        return self.normalization == "bgr_mean"
+
+    @property
+    def ld_channels(self) -> int:
+        """Channels of the LD mask ``M`` (0 if the model has no LD)."""
+        # M is depth-wise: one channel per feature channel of the block, which is convb's input
+        return self.model.head.convb[0].in_channels if getattr(self.model.head.block, "ld", None) is not None else 0
+
+    @property
+    def has_ga(self) -> bool:
+        return getattr(self.model.head.block, "ga", None) is not None
+
+    def tensor(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB → normalised (1, 3, H, W) on the model's device."""
+        x, _ = ToTensorNormalize(bgr_mean=self.bgr_mean)(image, np.zeros(image.shape[:2], np.uint8))
+        return x[None].to(self.device)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Train-id prediction at the image's resolution, under :attr:`protocol`.
+
+        Shape:
+            (H, W, 3) uint8 -> (H, W) int64
+        """
+        return infer(self.model, self.tensor(image), self.protocol)["out"][0].argmax(0).cpu().numpy()
+
+    @torch.inference_mode()
+    def ld_mask(self, image: np.ndarray, max_side: int | None = None) -> torch.Tensor | None:
+        """The LD mask ``M`` of one whole-image pass (image first shrunk to ``max_side``), or ``None``.
+
+        Shape:
+            (H, W, 3) uint8 -> (C, h, w) float32 in [0, 1] (h, w: the head's resolution)
+        """
+        x = self.tensor(image)
+        if max_side is not None and max(x.shape[-2:]) > max_side:
+            s = max_side / max(x.shape[-2:])
+            x = F.interpolate(x, size=(max(1, round(x.shape[-2] * s)), max(1, round(x.shape[-1] * s))), mode="bilinear")
+        m = self.model.inspect(x).get("M")
+        return None if m is None else m[0].float().cpu()
+
+
+def _palette_for(classes: Sequence[str], palette: Any) -> list[tuple[int, int, int]]:
+    if isinstance(palette, (list, tuple)) and len(palette) >= len(classes):
+        return [tuple(int(c) for c in p[:3]) for p in palette[: len(classes)]]  # type: ignore[misc]
+    return default_palette(len(classes))
+
+
+def _card(path: Path) -> dict:
+    """The model card beside a checkpoint (``X.json`` for ``X.pt``), or ``{}``."""
+    card = path.with_suffix(".json")
+    if not card.is_file():
+        return {}
+    try:
+        return json.loads(card.read_text())
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable model card %s", card)
+        return {}
+
+
+def load_predictor(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    untrained: bool = False,
+    device: str = "cpu",
+) -> Predictor:
+    """Load a model once, with ``weights_only=True``: what ``python -m gald.app`` serves.
+
+    Args:
+        checkpoint: a ``gald`` checkpoint (``model.pt`` of ``gald.train``, or the output of
+            ``gald.convert_official``), or the authors' GALD-Net ``.pth`` state dict; ``None`` =
+            :func:`default_checkpoint`.
+        untrained: ignore ``checkpoint`` and build the shipped architecture with random weights
+            (the page then says the model is untrained).
+        device: torch device of the model.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is neither a gald checkpoint nor a GALD-Net state dict.
+    """
+    if untrained:
+        torch.manual_seed(0)
+        model = gald_tiny(
+            num_classes=synthetic.NUM_CLASSES, depths=(1, 1, 2, 1), widths=(16, 32, 64, 96), head_channels=64,
+            aux_channels=64, stage_classifiers=True,
+        )
+        return Predictor(model.to(device).eval(), list(synthetic.CLASSES), list(synthetic.PALETTE), "untrained",
+                         "random initialisation (seed 0)", device=torch.device(device))
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (pass --checkpoint PATH to a model.pt from gald.train)")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(raw, dict) and "model" in raw and "config" in raw:
+        return Predictor.from_checkpoint(path, ckpt=raw, device=device)  # read once above, with weights_only=True
+    state = raw
+    if isinstance(raw, dict):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+    if isinstance(state, dict) and any(k.removeprefix("module.").startswith("head.a2block.") for k in state):
+        model = load_official(path, arch=official_arch(state))
+        nc = model.head.classifier.out_channels
+        classes = list(CITYSCAPES_CLASSES) if nc == 19 else [f"class_{i}" for i in range(nc)]
+        palette = list(CITYSCAPES_PALETTE) if nc == 19 else default_palette(nc)
+        return Predictor(model.to(device).eval(), classes, palette, "official", str(path), normalization="bgr_mean",
+                         device=torch.device(device), train_to_label=list(TRAIN_TO_LABEL) if nc == 19 else None)
+    keys = sorted(raw)[:6] if isinstance(raw, dict) else type(raw).__name__
+    raise ValueError(
+        f"{path} is neither a gald checkpoint (a dict with 'model' and 'config', as gald.train writes) nor "
+        f"the authors' GALD-Net state dict (keys 'head.a2block.…'); found {keys}"
+    )
+
+
+def load_detector(path: str | os.PathLike) -> tuple[nn.Module, list[str]]:
+    """The detector and its class names from a ``model.pt`` written by ``gald.train --task detection``."""
+    state = load_checkpoint(path)
+    try:
+        config, classes = state["config"]["model"], list(state["classes"])
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"{os.fspath(path)}: not a detection model.pt (needs 'config'/'model' and 'classes'); "
+            "use the model.pt of a `python -m gald.train --task detection` run"
+        ) from None
+    model = build_detector(config)
+    load_state_dict_checked(model, state["model"], what=os.fspath(path))
+    return model.eval(), classes
