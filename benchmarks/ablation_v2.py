@@ -26,8 +26,8 @@ import tempfile
 
 import torch
 
-from gald import ablation
-from gald.ld_effect import ld_verdict
+from gald.experiments import ablation
+from gald.metrics.ld_effect import ld_verdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PREREG = os.path.join(HERE, "PREREGISTRATION_v2.md")
@@ -42,7 +42,7 @@ PLAN_SESOI = ("mIoU", "small_mIoU", "context_mIoU")
 
 def read_plan(path: str) -> dict:
     """The pre-registration's machine-readable block (the ```json fence under the "## Plan" heading),
-    checked against the code: the schedule equals ``gald.ablation.V2_BENCHMARK``'s, the arms are
+    checked against the code: the schedule equals ``gald.experiments.ablation.V2_BENCHMARK``'s, the arms are
     known, SESOIs are given for every metric the analysis needs."""
     with open(path) as f:
         text = f.read()

@@ -26,8 +26,8 @@ import torchvision
 
 from gald.config import TrainConfig
 from gald.engine.checkpoint import load_checkpoint
-from gald.evaluate import evaluate_checkpoint
-from gald.ld_effect import ld_effect_summary
+from gald.engine.evaluation import evaluate_checkpoint
+from gald.metrics.ld_effect import ld_effect_summary
 
 log = logging.getLogger("gald.make_app_checkpoint")
 

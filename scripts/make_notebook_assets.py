@@ -46,8 +46,8 @@ import torch
 from gald import train
 from gald.config import TrainConfig
 from gald.engine.checkpoint import load_checkpoint, save_checkpoint
-from gald.evaluate import evaluate_checkpoint
-from gald.ld_effect import has_ld, ld_effect_summary
+from gald.engine.evaluation import evaluate_checkpoint
+from gald.metrics.ld_effect import has_ld, ld_effect_summary
 from gald.models import load_model
 
 log = logging.getLogger("gald.make_notebook_assets")
@@ -125,7 +125,7 @@ def for_inference(checkpoint: dict) -> dict:
 
 def _evaluate(path: str, num_val: int) -> tuple[dict, dict | None]:
     """The saved weights' metrics on the first ``num_val`` validation scenes (one thread), and for a
-    model with LD its LD effect there (``gald.ld_effect``: card form, with the mask contrast)."""
+    model with LD its LD effect there (``gald.metrics.ld_effect``: card form, with the mask contrast)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -210,8 +210,9 @@ def make_asset(name: str, *, out_dir: str, work_dir: str, seed: int, num_val: in
 def make_detector(*, out_dir: str, work_dir: str, seed: int, num_val: int) -> dict:
     from gald.data.detection import DetectionTransform, SyntheticDetection
     from gald.predict_detection import load_detector
-    from gald.train_detection import evaluate, load_detection_config
-    from gald.train_detection import main as train_detection
+    from gald.config import load_detection_config
+    from gald.engine.detection import evaluate
+    from gald.engine.detection import fit as train_detection
 
     cfg = load_detection_config(name="nb-detector", output_dir=work_dir, seed=seed, **DETECTOR)
     start = time.perf_counter()
