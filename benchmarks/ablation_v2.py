@@ -26,6 +26,7 @@ import tempfile
 
 import torch
 
+import gald
 from gald.experiments import ablation
 from gald.metrics.ld_effect import ld_verdict
 
@@ -69,7 +70,7 @@ def check_code_location() -> None:
     """The grid must run the code of the checkout this script is in (a worktree at the
     pre-registration commit), not another copy an editable install points at."""
     repo = os.path.dirname(HERE)
-    lib = os.path.dirname(os.path.dirname(os.path.abspath(ablation.__file__)))
+    lib = os.path.dirname(os.path.dirname(os.path.abspath(gald.__file__)))
     if os.path.realpath(repo) != os.path.realpath(lib):
         raise ValueError(f"this script is in {repo} but imports gald from {lib}; run it with PYTHONPATH={repo}")
 
