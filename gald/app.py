@@ -53,6 +53,7 @@ from gald.data.transforms import ToTensorNormalize
 from gald.deploy.official import official_arch as _official_arch  # noqa: F401 (its name here until 0.2.0)
 from gald.engine.predictor import DEFAULT_CHECKPOINT, Predictor, default_checkpoint, load_predictor
 from gald.metrics.ld_effect import format_ld_effect
+from gald.models import WrongTaskError
 from gald.models.layers import resize
 
 log = logging.getLogger("gald.app")
@@ -323,7 +324,7 @@ def model_info_markdown(predictor: Predictor) -> str:
         f"- **architecture**: `{cfg.get('arch', type(m).__name__)}`, GA `{cfg.get('ga')}`, block `{cfg.get('block')}`, "
         f"LD `{cfg.get('ld_downsample')}` with d = {cfg.get('d')}, output stride {cfg.get('output_stride')}, "
         f"mode `{cfg.get('mode')}`; {n_params / 1e6:.2f} M parameters",
-        f"- **stage classifiers** (Fig. 5): {'yes' if m.head.stage_fcn is not None else 'no'}",
+        f"- **stage classifiers** (Fig. 5): {'yes' if m.stage_classifiers else 'no'}",
         f"- **classes** ({predictor.num_classes}): {', '.join(predictor.classes)}",
         f"- **input normalisation**: {'BGR mean subtraction (authors)' if predictor.bgr_mean else 'ImageNet mean/std, RGB'}",
     ]
@@ -601,7 +602,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, tighter than its default
-    predictor = load_predictor(args.checkpoint, untrained=args.untrained, device=args.device)
+    try:
+        predictor = load_predictor(args.checkpoint, untrained=args.untrained, device=args.device)
+    except WrongTaskError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     log.info("loaded %s (%s, %d classes)", predictor.source, predictor.kind, predictor.num_classes)
     demo = build_demo(predictor)
     demo.launch(server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)

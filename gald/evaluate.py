@@ -33,7 +33,7 @@ from gald.engine.evaluation import evaluate_checkpoint
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
 from gald.metrics.ld_effect import format_ld_effect, ld_effect_summary
 from gald.metrics.segmentation import format_class_row, format_table
-from gald.models import LD_ARRANGEMENTS, read_checkpoint
+from gald.models import LD_ARRANGEMENTS, WrongTaskError, read_checkpoint, require_task
 
 # Deprecated aliases (moved to gald.engine.inference in 0.2.0), kept for one minor release.
 from gald.engine.inference import NORMALIZATIONS, checkpoint_normalization  # noqa: F401
@@ -82,8 +82,13 @@ def _format_ld_effect(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     ckpt = read_checkpoint(args.checkpoint)
+    try:
+        require_task(ckpt, "segmentation", what=args.checkpoint)
+    except WrongTaskError as err:
+        parser.exit(2, f"error: {err}\n")
     block = ckpt.get("config", {}).get("model", {}).get("block", "gald")
     if args.ld_effect and block not in LD_ARRANGEMENTS:
         print(f"error: {args.checkpoint}: --ld-effect needs a model with LD (block one of {list(LD_ARRANGEMENTS)}); "

@@ -41,7 +41,7 @@ from gald.data.images import ImageError, read_image
 from gald.deploy.submission import train_ids_to_label_ids, write_label_png
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
 from gald.engine.predictor import Predictor, default_checkpoint
-from gald.models import read_checkpoint
+from gald.models import WrongTaskError, read_checkpoint, require_task
 from gald.viz.overlays import ld_mask_image, overlay
 
 log = logging.getLogger("gald.predict")
@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     checkpoint = args.checkpoint or str(default_checkpoint())
     ckpt = read_checkpoint(checkpoint)
+    try:
+        require_task(ckpt, "segmentation", what=checkpoint)
+    except WrongTaskError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size") or [769, 769]
     predictor = Predictor.from_checkpoint(
         checkpoint, protocol=protocol_from_args(args, train_crop), normalization=args.normalization, device=device,

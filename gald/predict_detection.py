@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from gald.engine.predictor import load_detector
+from gald.models import WrongTaskError
 from gald.viz.overlays import draw_detections
 
 log = logging.getLogger("gald.predict_detection")
@@ -91,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    model, classes = load_detector(args.checkpoint)
+    try:
+        model, classes = load_detector(args.checkpoint)
+    except WrongTaskError as err:
+        parser.exit(2, f"error: {err}\n")
     paths = expand_inputs(args.input)
     if not paths:
         log.error("no images found in %s", args.input)

@@ -64,6 +64,7 @@ def test_inspection_paper_mode_is_eq1_eq2():
     torch.testing.assert_close(t["out"], out)
     assert t["F"].shape[1] == 256 and t["F"].shape[-2:] == t["logits"].shape[-2:] == (8, 8)
     assert t["logits_fcn"].shape == t["logits_ga"].shape == t["logits"].shape == (2, 5, 8, 8)
+    assert model.num_classes == 5 and list(model.stage_classifiers) == ["logits_fcn", "logits_ga"]
 
 
 def test_inspection_official_mode_doubles_f_ga():
@@ -79,6 +80,9 @@ def test_inspection_omits_absent_stages(block):
     t = gald_tiny(num_classes=5, block=block).eval().inspect(torch.randn(1, 3, 41, 41))
     assert (t["F_GA"] is None) == (block in ("none", "ld"))
     assert (t["M"] is None) == (block in ("none", "ga"))
+    model = gald_tiny(num_classes=5, block=block, stage_classifiers=True)
+    assert list(model.stage_classifiers) == (["logits_fcn"] if block in ("none", "ld") else ["logits_fcn", "logits_ga"])
+    assert gald_tiny(num_classes=5, block=block).stage_classifiers == {}
 
 
 @pytest.mark.parametrize("ga", sorted(GA_MODULES))

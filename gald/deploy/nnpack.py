@@ -1,7 +1,7 @@
 """Fast-convolution execution of wide 3×3 convolutions on CPU through NNPACK; the network is unchanged.
 
 The GALD head's 3×3 convolutions (``conva`` 2048→512, ``convb`` 512→512 and the bottleneck
-2560→512, all at 1/8 resolution) are 47.5 % of the eval FLOPs of GALD-Net ResNet-50 at 513². A direct
+2560→512, all at 1/8 resolution) are a large share of GALD-Net's eval FLOPs (``docs/speed.md``). A direct
 convolution (oneDNN) spends 2·C_in·C_out·9 multiply-adds per output pixel; NNPACK, which ships
 inside PyTorch's x86 and ARM CPU builds, computes the same convolution with fast-convolution
 algorithms (Winograd or FFT tiles, chosen by NNPACK from the output size) that need several times
@@ -20,11 +20,9 @@ padding-1 3×3 convolution it is the convolution of the output gradient with the
 kernel); the weight gradient uses PyTorch's own convolution backward.
 
 It pays off for wide convolutions on large maps — the paper's crops (513², 769²: 65² and 97²
-features). Measured on the 2-core AVX-512 development CPU against oneDNN's channels-last
-convolution: 2048→512 at 65² 2.3× as fast, 512→512 at 65² 1.6×, but 128→128 at 65² 0.87× and
-64→64 at 129² 0.54×; and GALD-Net ResNet-50 as a whole is slower with NNPACK at a 129² input
-(17² features). Hence the default
-``min_channels=512``, and an opt-in switch rather than a default.
+features) — and loses on narrow convolutions and small maps (measurements: ``docs/speed.md`` and
+``benchmarks/results/official_speed.md``). Hence the default ``min_channels=512``, and an opt-in
+switch rather than a default.
 
 Example::
 

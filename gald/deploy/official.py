@@ -113,7 +113,7 @@ def convert(src: str, dst: str, *, arch: str, force: bool = False) -> str:
     if os.path.exists(dst) and not force:
         raise FileExistsError(f"{dst} exists; pass --force to replace it")
     model = load_official(src, arch=arch)
-    nc = model.head.classifier.out_channels
+    nc = model.num_classes
     save_checkpoint(
         {
             "model": model.state_dict(),

@@ -85,10 +85,10 @@ def evaluate_checkpoint(
         eval_batch_size=batch_size, workers=0, normalization=norm,
     )  # fmt: skip
     data = build_segmentation_data(cfg)
-    model = model_from_checkpoint(ckpt, what=checkpoint).to(device).eval()
+    model = model_from_checkpoint(ckpt, what=checkpoint, task="segmentation").to(device).eval()
     if nnpack:
         convert_to_nnpack(model)
-    classes = model.head.classifier.out_channels
+    classes = model.num_classes
     if classes != data.num_classes:
         raise ValueError(
             f"{checkpoint} predicts {classes} classes but dataset {cfg.dataset!r} has {data.num_classes}"

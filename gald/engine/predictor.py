@@ -33,7 +33,6 @@ from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
 from gald.engine.inference import TestProtocol, checkpoint_normalization, infer
 from gald.models import gald_tiny, load_state_dict_checked, model_from_checkpoint, read_checkpoint
-from gald.models.detector import build_detector
 from gald.viz.overlays import default_palette
 
 log = logging.getLogger(__name__)
@@ -117,10 +116,10 @@ class Predictor:
             ValueError: the checkpoint's class names do not match its classifier.
         """
         ckpt = read_checkpoint(path) if ckpt is None else ckpt
-        model = model_from_checkpoint(ckpt, what=str(path)).to(device).eval()
+        model = model_from_checkpoint(ckpt, what=str(path), task="segmentation").to(device).eval()
         if nnpack:
             convert_to_nnpack(model)
-        k = model.head.classifier.out_channels
+        k = model.num_classes
         classes = [str(c) for c in ckpt.get("classes") or []] or [f"class_{i}" for i in range(k)]
         if len(classes) != k:
             raise ValueError(f"{path}: {len(classes)} class names for a {k}-class model")
@@ -251,7 +250,7 @@ def load_predictor(
                 state = state[wrapper]
     if isinstance(state, dict) and any(k.removeprefix("module.").startswith("head.a2block.") for k in state):
         model = load_official(path, arch=official_arch(state))
-        nc = model.head.classifier.out_channels
+        nc = model.num_classes
         classes = list(CITYSCAPES_CLASSES) if nc == 19 else [f"class_{i}" for i in range(nc)]
         palette = list(CITYSCAPES_PALETTE) if nc == 19 else default_palette(nc)
         return Predictor(model.to(device).eval(), classes, palette, "official", str(path), normalization="bgr_mean",
@@ -267,12 +266,11 @@ def load_detector(path: str | os.PathLike) -> tuple[nn.Module, list[str]]:
     """The detector and its class names from a ``model.pt`` written by ``gald.train --task detection``."""
     state = load_checkpoint(path)
     try:
-        config, classes = state["config"]["model"], list(state["classes"])
+        classes = list(state["classes"])
+        state["config"]["model"]["arch"]
     except (KeyError, TypeError):
         raise ValueError(
             f"{os.fspath(path)}: not a detection model.pt (needs 'config'/'model' and 'classes'); "
             "use the model.pt of a `python -m gald.train --task detection` run"
         ) from None
-    model = build_detector(config)
-    load_state_dict_checked(model, state["model"], what=os.fspath(path))
-    return model.eval(), classes
+    return model_from_checkpoint(state, what=os.fspath(path), task="detection").eval(), classes

@@ -74,10 +74,7 @@ def make_metrics(data: SegmentationData) -> SegmentationMetrics:
 
 def output_metrics(model: nn.Module, data, *, stages: bool = True) -> dict[str, SegmentationMetrics]:
     """One accumulator for the final output and, with ``stages``, one per stage classifier the model has."""
-    head = unwrap(model).head
-    names = ["out"]
-    if stages:
-        names += [name for name, clf in (("logits_fcn", head.stage_fcn), ("logits_ga", head.stage_ga)) if clf is not None]
+    names = ["out", *(unwrap(model).stage_classifiers if stages else ())]
     return {name: make_metrics(data) for name in names}
 
 
@@ -159,7 +156,7 @@ def evaluate(
 def finetune_stage_classifiers(model: nn.Module, loader_iter, cfg: TrainConfig, device: torch.device) -> list[float]:
     """Sec. 4.3.1: freeze the trained model, train only the 1×1 classifiers on ``F`` and ``F_GA``."""
     net = unwrap(model)
-    heads = [h for h in (net.head.stage_fcn, net.head.stage_ga) if h is not None]
+    heads = list(net.stage_classifiers.values())
     if not heads:
         return []
     for p in net.parameters():
@@ -181,7 +178,7 @@ def finetune_stage_classifiers(model: nn.Module, loader_iter, cfg: TrainConfig, 
         for name in ("logits_fcn", "logits_ga"):
             if t[name] is None:
                 continue
-            head = net.head.stage_fcn if name == "logits_fcn" else net.head.stage_ga
+            head = net.stage_classifiers[name]
             feature = t["F"] if name == "logits_fcn" else t["F_GA"]
             logits = head(feature.float().detach())
             logits = nn.functional.interpolate(
@@ -277,9 +274,8 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     model = dist.maybe_sync_batchnorm(model, device, cfg.sync_bn)
     if cfg.freeze_bn:
         freeze_batchnorm(model)
-    for stage in (model.head.stage_fcn, model.head.stage_ga):
-        if stage is not None:  # trained after the main run, on the frozen model (Sec. 4.3.1)
-            stage.requires_grad_(False)
+    for stage in model.stage_classifiers.values():  # trained after the main run, on the frozen model (Sec. 4.3.1)
+        stage.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "model %s ga=%s block=%s ld=%s d=%d mode=%s: %.3f M parameters; data %s: %d train / %d val images",

@@ -34,7 +34,15 @@ from .segmentor import (
     gald_tiny,
 )
 from .state_dict import load_state_dict_checked
-from .weights import load_model, model_from_checkpoint, read_checkpoint
+from .weights import (
+    TASKS,
+    WrongTaskError,
+    checkpoint_task,
+    load_model,
+    model_from_checkpoint,
+    read_checkpoint,
+    require_task,
+)
 
 __all__ = [
     "ARRANGEMENTS",
@@ -67,6 +75,10 @@ __all__ = [
     "load_model",
     "load_state_dict_checked",
     "model_from_checkpoint",
+    "checkpoint_task",
+    "TASKS",
+    "WrongTaskError",
+    "require_task",
     "read_checkpoint",
     "resnet101",
     "resnet50",

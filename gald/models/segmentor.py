@@ -65,6 +65,18 @@ class GALDNet(nn.Module):
         self.in_channels = in_channels
         self.config: dict[str, Any] = {}  # set by the builders; saved in checkpoints
 
+    @property
+    def num_classes(self) -> int:
+        """Classes the model predicts (channels of ``out``)."""
+        return self.head.classifier.out_channels
+
+    @property
+    def stage_classifiers(self) -> dict[str, nn.Module]:
+        """The 1×1 stage classifiers of Fig. 5 the model was built with, by their ``inspect`` key
+        (``logits_fcn`` on ``F``, ``logits_ga`` on ``F_GA``); empty without them."""
+        stages = {"logits_fcn": self.head.stage_fcn, "logits_ga": self.head.stage_ga}
+        return {k: v for k, v in stages.items() if v is not None}
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_image_batch(x, self.in_channels)
         size = x.shape[-2:]

@@ -1,4 +1,8 @@
-"""Models from checkpoints: read with ``weights_only=True``, rebuilt from their config, loaded strictly."""
+"""Models from checkpoints: read with ``weights_only=True``, rebuilt from their config, loaded strictly.
+
+One loader for both tasks: a checkpoint's ``config["model"]["arch"]`` names a segmentation network
+(:data:`gald.models.segmentor.MODELS`) or a detector (:data:`gald.models.detector.DETECTORS`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from .segmentor import build_model
+from .segmentor import MODELS, build_model
 from .state_dict import load_state_dict_checked
 
-__all__ = ["load_state_dict_checked", "read_checkpoint", "model_from_checkpoint", "load_model"]
+__all__ = ["TASKS", "WrongTaskError", "checkpoint_task", "require_task", "load_state_dict_checked", "read_checkpoint",
+           "model_from_checkpoint", "load_model"]
+
+#: What a checkpoint can hold.
+TASKS = ("segmentation", "detection")
+
+
+class WrongTaskError(ValueError):
+    """A checkpoint holds a model of another task than the caller needs (its message names both)."""
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -28,17 +40,50 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint") -> nn.Module:
-    """Build the model an already-read checkpoint's ``config`` describes and load its weights (strict).
-
-    Checkpoints are plain dicts ``{"model": state_dict, "config": {"model": {...}}, ...}``; ``what``
-    names the source in errors.
-    """
+def _model_config(ckpt: dict[str, Any], what: str) -> dict[str, Any]:
     config = ckpt.get("config", {})
     model_cfg = config.get("model", config) if isinstance(config, dict) else None
     if not isinstance(model_cfg, dict) or "arch" not in model_cfg:
         raise ValueError(f"{what!r} has no model config ('config' → 'model' → 'arch'); cannot rebuild it")
-    model_cfg = dict(model_cfg)
+    return dict(model_cfg)
+
+
+def checkpoint_task(ckpt: dict[str, Any], *, what: str = "checkpoint") -> str:
+    """``"segmentation"`` or ``"detection"``: what an already-read checkpoint's ``arch`` builds."""
+    return "segmentation" if _model_config(ckpt, what)["arch"] in MODELS else "detection"
+
+
+def require_task(ckpt: dict[str, Any], task: str, *, what: str = "checkpoint") -> None:
+    """Raise :class:`WrongTaskError`, naming what the file holds, unless ``ckpt`` is a ``task`` model."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    kind = checkpoint_task(ckpt, what=what)
+    if kind != task:
+        raise WrongTaskError(f"{what} holds a {kind} model ({_model_config(ckpt, what)['arch']}), not a {task} "
+                             f"model; {_USE[kind]}")
+
+
+_USE = {"segmentation": "use python -m gald.evaluate / gald.predict / the app for it",
+        "detection": "use python -m gald.predict_detection for it"}
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint", task: str | None = None) -> nn.Module:
+    """Build the model an already-read checkpoint's ``config`` describes and load its weights (strict).
+
+    Checkpoints are plain dicts ``{"model": state_dict, "config": {"model": {"arch": ...}}, ...}``;
+    ``what`` names the source in errors. ``task`` (one of :data:`TASKS`), when given, is what the
+    caller needs: a checkpoint of the other task raises :class:`WrongTaskError`.
+    """
+    model_cfg = _model_config(ckpt, what)
+    kind = checkpoint_task(ckpt, what=what)
+    if task is not None:
+        require_task(ckpt, task, what=what)
+    if kind == "detection":
+        from .detector import build_detector  # torchvision's detection models load only when needed
+
+        model = build_detector({**model_cfg, "weights_backbone": None})
+        load_state_dict_checked(model, ckpt["model"], what=what)
+        return model
     if "ld_zero_init" in model_cfg:  # a development name of ld_init="zero"
         model_cfg["ld_init"] = "zero" if model_cfg.pop("ld_zero_init") else "default"
     # Checkpoints written before LD's design became an option had a normalised last conv, default init.
@@ -49,6 +94,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint") -> 
     return model
 
 
-def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> nn.Module:
-    """:func:`read_checkpoint` then :func:`model_from_checkpoint`."""
-    return model_from_checkpoint(read_checkpoint(path), what=os.fspath(path)).to(map_location)
+def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu", task: str | None = None) -> nn.Module:
+    """:func:`read_checkpoint` then :func:`model_from_checkpoint`: a segmentation model or a detector."""
+    return model_from_checkpoint(read_checkpoint(path), what=os.fspath(path), task=task).to(map_location)
