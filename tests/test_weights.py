@@ -51,3 +51,16 @@ def test_commands_refuse_the_other_task_in_one_line(tmp_path, capsys):
     err = _one_line_exit_2(lambda: predict_detection.main(["--checkpoint", str(SEGMENTATION), "--input",
                                                            str(tmp_path), "--output", str(tmp_path / "o")]), capsys)
     assert "holds a segmentation model (gald_tiny)" in err
+
+
+def test_every_weight_file_is_read_by_one_function():
+    """One reader (weights_only=True): no other call of torch.load in the library."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "gald"
+    calls = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                calls.append(path.relative_to(root).as_posix())
+    assert calls == ["models/state_dict.py"], calls

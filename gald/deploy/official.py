@@ -18,6 +18,7 @@ import torch
 from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from gald.engine.checkpoint import save_checkpoint
 from gald.models import MODELS, load_state_dict_checked
+from gald.models.state_dict import read_weights_file
 
 # the name of the command's log (``python -m gald.convert_official``), kept when this moved here
 log = logging.getLogger("gald.convert_official")
@@ -96,7 +97,7 @@ def load_official(path: str | os.PathLike, *, arch: str = "gald_resnet101") -> t
     """
     if arch not in ("gald_resnet50", "gald_resnet101"):
         raise KeyError(f"official GALD-Net weights exist for gald_resnet50 and gald_resnet101, not {arch!r}")
-    raw = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    raw = read_weights_file(path, what="official weights")
     if not isinstance(raw, dict):
         raise ValueError(f"{os.fspath(path)!r} is not a state dict (got {type(raw).__name__})")
     state = official_to_gald(raw)

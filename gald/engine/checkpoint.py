@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gald.models.state_dict import read_weights_file
+
 log = logging.getLogger(__name__)
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
@@ -49,10 +51,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint on the CPU with ``weights_only=True``."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path!r}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_weights_file(path)
 
 
 def rng_state() -> dict[str, Any]:

@@ -33,6 +33,7 @@ from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
 from gald.engine.inference import TestProtocol, checkpoint_normalization, infer
 from gald.models import gald_tiny, load_state_dict_checked, model_from_checkpoint, read_checkpoint
+from gald.models.state_dict import read_weights_file
 from gald.viz.overlays import default_palette
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ def load_predictor(
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (pass --checkpoint PATH to a model.pt from gald.train)")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = read_weights_file(path)
     if isinstance(raw, dict) and "model" in raw and "config" in raw:
         return Predictor.from_checkpoint(path, ckpt=raw, device=device)  # read once above, with weights_only=True
     state = raw

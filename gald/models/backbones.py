@@ -30,7 +30,7 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 from torchvision.models.resnet import Bottleneck, conv1x1
 
 from .layers import NormLayer
-from .state_dict import load_state_dict_checked
+from .state_dict import load_state_dict_checked, read_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def load_backbone_weights(
                 f"backbone checkpoint not found: {path!r}; pass a local file, 'torchvision' "
                 "(downloads ImageNet weights) or None (random initialisation)"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights_file(path, what="backbone checkpoint")
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]

@@ -1,11 +1,30 @@
-"""Strict state-dict loading whose error names the missing, unexpected and mis-shaped keys."""
+"""The one reader of weight files (``weights_only=True``, on the CPU), and strict state-dict
+loading whose error names the missing, unexpected and mis-shaped keys."""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["load_state_dict_checked"]
+__all__ = ["read_weights_file", "load_state_dict_checked"]
+
+
+def read_weights_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``, after checking the file exists.
+
+    Every weight file gald reads goes through here: checkpoints, the authors' weights, backbone
+    files. ``weights_only=True`` refuses pickles that would run code.
+
+    Raises:
+        FileNotFoundError: naming ``what`` and the path.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path!r}")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _first(items: list[str], n: int = 8) -> str:

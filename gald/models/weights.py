@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .segmentor import MODELS, build_model
-from .state_dict import load_state_dict_checked
+from .state_dict import load_state_dict_checked, read_weights_file
 
 __all__ = ["TASKS", "WrongTaskError", "checkpoint_task", "require_task", "load_state_dict_checked", "read_checkpoint",
            "model_from_checkpoint", "load_model"]
@@ -29,9 +29,7 @@ class WrongTaskError(ValueError):
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``gald`` checkpoint (a plain dict) with ``weights_only=True`` on the CPU."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path!r}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_weights_file(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(
