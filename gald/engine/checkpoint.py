@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gald.models.state_dict import read_weights_file
+from gald.models.state_dict import load_state_dict_checked, read_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +77,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume_training(
+    resume: str | None, last_path: str, *, model: torch.nn.Module, optimizer, scheduler, scaler=None,
+) -> tuple[int, dict, str | None]:
+    """Restore a run from ``resume`` (a ``last.pt``; ``"auto"``: ``last_path`` when it exists).
+
+    Loads the model (strictly), the optimiser, the scheduler, the GradScaler when given, and the RNG
+    states; the caller's data stream is a function of the step, so it continues exactly. Returns
+    ``(step, history, path)``, or ``(0, empty history, None)`` when there is nothing to resume.
+    """
+    path = last_path if resume == "auto" and os.path.isfile(last_path) else resume
+    if not path or path == "auto":
+        return 0, {"train": [], "val": []}, None
+    state = load_checkpoint(path)
+    load_state_dict_checked(model, state["model"], what=path)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return state["step"], state["history"], path

@@ -161,18 +161,11 @@ def _fit(cfg: DetectionConfig) -> dict:
     per_epoch = len(train_set) // cfg.batch_size
     total, factor = _schedule(cfg, per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    history: dict = {"train": [], "val": []}
-    start = 0
     last_path = os.path.join(run_dir, "last.pt")
-    resume = last_path if cfg.resume == "auto" and os.path.isfile(last_path) else cfg.resume
-    if resume and resume != "auto":
-        state = ckpt.load_checkpoint(resume)
-        load_state_dict_checked(model, state["model"], what=resume)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"])
-        start, history = state["step"], state["history"]
-        log.info("resumed from %s at step %d", resume, start)
+    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer,
+                                                   scheduler=scheduler)
+    if resumed:
+        log.info("resumed from %s at step %d", resumed, start)
 
     end = min(total, cfg.stop_at) if cfg.stop_at else total
     batches = _batches(train_set, cfg, start)

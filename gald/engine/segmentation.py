@@ -290,19 +290,11 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         ohem=cfg.ohem, thresh=cfg.ohem_thresh, min_kept=cfg.ohem_min_kept, aux_weight=cfg.aux_weight,
         ignore_index=cfg.ignore_index,
     )
-    history: dict = {"train": [], "val": []}
-    start = 0
     last_path = os.path.join(run_dir, "last.pt")
-    resume = last_path if cfg.resume == "auto" and os.path.isfile(last_path) else cfg.resume
-    if resume and resume != "auto":
-        state = ckpt.load_checkpoint(resume)
-        load_state_dict_checked(model, state["model"], what=resume)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        ckpt.set_rng_state(state["rng"])
-        start, history = state["step"], state["history"]
-        log.info("resumed from %s at step %d", resume, start)
+    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer,
+                                                   scheduler=scheduler, scaler=scaler)
+    if resumed:
+        log.info("resumed from %s at step %d", resumed, start)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
