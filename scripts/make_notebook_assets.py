@@ -70,8 +70,6 @@ ASSETS: dict[str, tuple[str, dict]] = {
     "ldga": ("LDGA, LD then PSP (Fig. 4)", dict(ga="psp", block="ldga")),
 }
 STAGES = "stages"
-#: how the notebooks measure LD effects: the card's interval is over these scenes
-LD_EFFECT_N_BOOT = 2000
 # The schedule of a benchmarks/detection.py cell (Table 3 on the embedded benchmark), variant gald, on
 # a narrower trunk (widths 8-16-32-64 instead of 16-32-64-96) so that the file stays near 3 MB.
 DETECTOR = dict(
@@ -208,11 +206,11 @@ def make_asset(name: str, *, out_dir: str, work_dir: str, seed: int, num_val: in
 
 
 def make_detector(*, out_dir: str, work_dir: str, seed: int, num_val: int) -> dict:
-    from gald.data.detection import DetectionTransform, SyntheticDetection
-    from gald.predict_detection import load_detector
     from gald.config import load_detection_config
+    from gald.data.detection import DetectionTransform, SyntheticDetection
     from gald.engine.detection import evaluate
     from gald.engine.detection import fit as train_detection
+    from gald.engine.predictor import load_detector
 
     cfg = load_detection_config(name="nb-detector", output_dir=work_dir, seed=seed, **DETECTOR)
     start = time.perf_counter()
