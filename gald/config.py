@@ -22,7 +22,22 @@ import yaml
 __all__ = [
     "RunConfig", "TrainConfig", "DetectionConfig", "add_config_arguments", "config_from_args", "load_config",
     "load_detection_config", "model_config", "detector_config", "recorded_train_config",
+    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES", "check_choice",
 ]
+
+# Each choice list of the configs and the model builders, defined once and checked by check_choice
+# (the lowest layer, so that data, models and engine take them from here).
+AMP_MODES = ("none", "bf16", "fp16")
+ANNOTATIONS = ("fine", "coarse")  # Cityscapes gtFine / gtCoarse
+CHECKPOINT_POLICIES = ("full", "selective")  # activation checkpointing: whole blocks / keep 3x3 outputs
+NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors' Caffe BGR mean
+FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    """Raise ``ValueError("<name> must be one of [...], got <value>")`` unless ``value`` is a choice."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 class RunConfig:
@@ -119,14 +134,11 @@ class TrainConfig(RunConfig):
     stop_at: int | None = None
 
     def __post_init__(self) -> None:
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
-        if self.annotation not in ("fine", "coarse"):
-            raise ValueError(f"annotation must be 'fine' or 'coarse', got {self.annotation!r}")
-        if self.checkpoint_policy not in ("full", "selective"):
-            raise ValueError(f"checkpoint_policy must be 'full' or 'selective', got {self.checkpoint_policy!r}")
-        if self.normalization not in ("imagenet", "bgr_mean"):
-            raise ValueError(f"normalization must be 'imagenet' or 'bgr_mean', got {self.normalization!r}")
+        check_choice("amp", self.amp, AMP_MODES)
+        check_choice("annotation", self.annotation, ANNOTATIONS)
+        check_choice("checkpoint_policy", self.checkpoint_policy, CHECKPOINT_POLICIES)
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        check_choice("mode", self.mode, FIDELITY_MODES)
         if len(self.crop_size) != 2:
             raise ValueError(f"crop_size needs [height, width], got {self.crop_size}")
         if self.iterations < 1 or self.batch_size < 1:

@@ -98,3 +98,19 @@ def test_cityscapes_recipes_follow_the_paper():
         assert (cfg.poly_power, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept, cfg.aux_weight, cfg.sync_bn) == (
             0.9, True, 0.7, 100000, 0.4, True)
         assert cfg.arch == f"gald_resnet{depth}" and cfg.scale_range == [0.5, 2.0]
+
+
+def test_each_choice_list_is_defined_once_and_checked_with_one_error():
+    from gald import config
+    from gald.engine import inference
+    from gald.models import backbones, segmentor
+
+    assert backbones.CHECKPOINT_POLICIES is config.CHECKPOINT_POLICIES
+    assert inference.NORMALIZATIONS is config.NORMALIZATIONS
+    assert segmentor.MODES is config.FIDELITY_MODES
+    for key, bad in (("amp", "fp8"), ("annotation", "polygons"), ("checkpoint_policy", "some"),
+                     ("normalization", "rgb"), ("mode", "faithful")):
+        with pytest.raises(ValueError, match=rf"^{key} must be one of \[.*\], got '{bad}'$"):
+            TrainConfig(**{key: bad})
+    with pytest.raises(ValueError, match=r"^mode must be one of \['paper', 'official'\]"):
+        segmentor.gald_tiny(mode="faithful")

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gald.config import ANNOTATIONS, check_choice
+
 from . import synthetic
 from .cityscapes import CorruptImageError, CityscapesSegmentation
 from .detection import DetectionTransform, SyntheticDetection
@@ -241,8 +243,7 @@ def _split_parts(text: str, default_annotation: str) -> list[tuple[str, str]]:
         if not name:
             raise ValueError(f"empty split name in {text!r}; write e.g. 'train' or 'train+val'")
         annotation = annotation or default_annotation
-        if annotation not in ("fine", "coarse"):
-            raise ValueError(f"unknown annotation {annotation!r} in split {text!r}; valid: fine, coarse")
+        check_choice(f"the annotation of split {text!r}", annotation, ANNOTATIONS)
         parts.append((name, annotation))
     return parts
 

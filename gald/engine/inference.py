@@ -33,12 +33,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gald.config import NORMALIZATIONS
+
 __all__ = [
     "TestProtocol", "infer", "sliding_windows", "NORMALIZATIONS", "checkpoint_normalization", "add_protocol_arguments",
     "protocol_from_args",
 ]
 
-NORMALIZATIONS = ("imagenet", "bgr_mean")
 
 _MODES = ("whole", "slide", "auto")
 

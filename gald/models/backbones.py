@@ -29,13 +29,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 from torchvision.models.resnet import Bottleneck, conv1x1
 
+from gald.config import CHECKPOINT_POLICIES, check_choice
+
 from .layers import NormLayer
 from .state_dict import load_state_dict_checked, read_weights_file
 
 log = logging.getLogger(__name__)
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
-CHECKPOINT_POLICIES = ("full", "selective")
 
 __all__ = ["STAGES", "CHECKPOINT_POLICIES", "checkpointed_stages", "ResNetBackbone", "resnet50", "resnet101", "tiny_resnet", "BACKBONES", "build_backbone"]
 
@@ -177,8 +178,7 @@ class ResNetBackbone(nn.Module):
 
     @checkpoint_policy.setter
     def checkpoint_policy(self, value: str) -> None:
-        if value not in CHECKPOINT_POLICIES:
-            raise ValueError(f"checkpoint_policy must be one of {CHECKPOINT_POLICIES}, got {value!r}")
+        check_choice("checkpoint_policy", value, CHECKPOINT_POLICIES)
         self._checkpoint_policy = value
 
     def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gald.config import FIDELITY_MODES, check_choice
+
 from .backbones import ResNetBackbone, build_backbone
 from .heads import AuxHead, GALDHead
 from .layers import NormLayer, check_image_batch, resize
@@ -31,7 +33,7 @@ from .ld import PAPER_LD
 
 __all__ = ["GALDNet", "gald_resnet50", "gald_resnet101", "gald_tiny", "MODELS", "build_model"]
 
-MODES = ("paper", "official")
+MODES = FIDELITY_MODES  # defined once, in gald.config
 
 
 class GALDNet(nn.Module):
@@ -165,8 +167,7 @@ def _ld_options(last_norm: bool | None, init: str | None, official: bool) -> dic
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid modes: {list(MODES)}")
+    check_choice("mode", mode, MODES)
 
 
 def gald_resnet50(
