@@ -11,7 +11,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 NormLayer = Callable[[int], nn.Module]
 
-__all__ = ["ConvNormAct", "NormLayer", "resize", "init_weights", "check_image_batch"]
+__all__ = ["ConvNormAct", "NormLayer", "resize", "check_image_batch"]
 
 
 class ConvNormAct(Conv2dNormActivation):
@@ -62,19 +62,6 @@ def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
-
-
-def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal convs, unit norms, zero biases (torchvision's ResNet initialisation)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.SyncBatchNorm)):
-            if m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
 
 def check_image_batch(x: torch.Tensor, in_channels: int) -> None:
