@@ -168,6 +168,20 @@ def test_build_model_from_config_matches_builder():
     assert set(MODELS) == {"gald_resnet50", "gald_resnet101", "gald_tiny"}
 
 
+def test_the_builders_share_one_body_and_refuse_unknown_options():
+    from gald.models.segmentor import model_options
+
+    shared = model_options("gald_resnet50")
+    assert model_options("gald_resnet101") == shared and model_options("gald_tiny") == shared | {"depths", "widths"}
+    assert {"ga", "block", "d", "ld_init", "mode", "checkpoint_policy"} <= shared
+    with pytest.raises(TypeError, match=r"unknown model option\(s\) \['gaa'\] for gald_tiny"):
+        gald_tiny(num_classes=3, gaa="nl")
+    with pytest.raises(TypeError, match=r"\['widths'\] for gald_resnet50"):
+        gald_resnet50(num_classes=3, widths=(8, 8, 8, 8))
+    with pytest.raises(TypeError, match="unknown model option"):
+        build_model({"arch": "gald_tiny", "num_classes": 3, "gaa": "nl"})
+
+
 def _save(path, model, **extra):
     torch.save({"model": model.state_dict(), "config": {"model": model.config}, **extra}, path)
 

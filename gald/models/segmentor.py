@@ -17,6 +17,7 @@ Two fidelity modes:
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -106,35 +107,69 @@ class GALDNet(nn.Module):
         return out
 
 
-def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwargs: Any) -> GALDNet:
-    """The body shared by the builders: ``args`` are the builder's arguments (its ``locals()``)."""
-    _check_mode(args["mode"])
-    official = args["mode"] == "official"
-    ld_options = _ld_options(args["ld_last_norm"], args["ld_init"], official)
-    # resolved, so that a checkpoint rebuilds the same LD whatever the mode's default becomes
-    config = {"arch": arch, **{k: v for k, v in args.items() if _plain(v)}, **ld_options}
-    norm_layer = args["norm_layer"]
-    backbone = build_backbone(
-        backbone_name, output_stride=args["output_stride"], mode=args["mode"],
-        pretrained=args["pretrained_backbone"], norm_layer=norm_layer, **backbone_kwargs,
+def _gald(
+    arch: str,
+    backbone_name: str,
+    *,
+    num_classes: int,
+    head_channels: int,
+    aux_channels: int,
+    ga: str = "cgnl",
+    block: str = "gald",
+    ld_downsample: str = "dwconv",
+    d: int = 8,
+    ld_last_norm: bool | None = None,
+    ld_init: str | None = None,
+    ga_downsample: bool = True,
+    output_stride: int = 8,
+    mode: str = "paper",
+    aux: bool = True,
+    stage_classifiers: bool = False,
+    pretrained_backbone: str | os.PathLike | None = None,
+    norm_layer: NormLayer = nn.BatchNorm2d,
+    ga_kwargs: dict | None = None,
+    activation_checkpointing: bool | Sequence[str] = False,
+    checkpoint_policy: str = "full",
+    **backbone_kwargs: Any,
+) -> GALDNet:
+    """The one body of the builders (torchvision's ``_deeplabv3_resnet`` pattern): every option of
+    :func:`gald_resnet50` is declared here once, typed; the public builders set their defaults."""
+    unknown = sorted(set(backbone_kwargs) - _BACKBONE_OPTIONS[backbone_name])
+    if unknown:
+        raise TypeError(f"unknown model option(s) {unknown} for {arch}; valid options: {sorted(model_options(arch))}")
+    _check_mode(mode)
+    official = mode == "official"
+    ld_options = _ld_options(ld_last_norm, ld_init, official)
+    options = dict(
+        num_classes=num_classes, ga=ga, block=block, ld_downsample=ld_downsample, d=d, ga_downsample=ga_downsample,
+        output_stride=output_stride, mode=mode, aux=aux, stage_classifiers=stage_classifiers,
+        head_channels=head_channels, aux_channels=aux_channels, pretrained_backbone=pretrained_backbone,
+        ga_kwargs=ga_kwargs, activation_checkpointing=activation_checkpointing, checkpoint_policy=checkpoint_policy,
+        **backbone_kwargs,
     )
-    backbone.activation_checkpointing = args["activation_checkpointing"]
-    backbone.checkpoint_policy = args["checkpoint_policy"]
-    ga_kwargs = dict(args["ga_kwargs"] or {})
-    if official and args["ga"] == "cgnl":
+    # the plain options, with LD's design resolved, so that a checkpoint rebuilds the same model
+    config = {"arch": arch, **{k: v for k, v in options.items() if _plain(v)}, **ld_options}
+    backbone = build_backbone(
+        backbone_name, output_stride=output_stride, mode=mode, pretrained=pretrained_backbone,
+        norm_layer=norm_layer, **backbone_kwargs,
+    )
+    backbone.activation_checkpointing = activation_checkpointing
+    backbone.checkpoint_policy = checkpoint_policy
+    ga_kwargs = dict(ga_kwargs or {})
+    if official and ga == "cgnl":
         ga_kwargs.setdefault("norm_layer", None)  # the authors' GroupNorm(8)
     head = GALDHead(
         backbone.channels["layer4"],
-        args["head_channels"],
-        args["num_classes"],
-        stage_classifiers=args["stage_classifiers"],
+        head_channels,
+        num_classes,
+        stage_classifiers=stage_classifiers,
         norm_layer=norm_layer,
-        arrangement=args["block"],
-        ga=args["ga"],
+        arrangement=block,
+        ga=ga,
         ga_kwargs=ga_kwargs,
-        ga_downsample=args["ga_downsample"],
-        ld_downsample=args["ld_downsample"],
-        d=args["d"],
+        ga_downsample=ga_downsample,
+        ld_downsample=ld_downsample,
+        d=d,
         **ld_options,
         padding=not official,
         bias=official,
@@ -143,10 +178,8 @@ def _build(arch: str, backbone_name: str, args: dict[str, Any], **backbone_kwarg
         align_corners=official,
     )
     aux_head = None
-    if args["aux"]:
-        aux_head = AuxHead(
-            backbone.channels["layer3"], args["aux_channels"], args["num_classes"], bias=official, norm_layer=norm_layer
-        )
+    if aux:
+        aux_head = AuxHead(backbone.channels["layer3"], aux_channels, num_classes, bias=official, norm_layer=norm_layer)
     model = GALDNet(backbone, head, aux_head, align_corners=official)
     model.config = config
     return model
@@ -170,28 +203,7 @@ def _check_mode(mode: str) -> None:
     check_choice("mode", mode, MODES)
 
 
-def gald_resnet50(
-    *,
-    num_classes: int = 19,
-    ga: str = "cgnl",
-    block: str = "gald",
-    ld_downsample: str = "dwconv",
-    d: int = 8,
-    ld_last_norm: bool | None = None,
-    ld_init: str | None = None,
-    ga_downsample: bool = True,
-    output_stride: int = 8,
-    mode: str = "paper",
-    aux: bool = True,
-    stage_classifiers: bool = False,
-    head_channels: int = 512,
-    aux_channels: int = 512,
-    pretrained_backbone: str | os.PathLike | None = None,
-    norm_layer: NormLayer = nn.BatchNorm2d,
-    ga_kwargs: dict | None = None,
-    activation_checkpointing: bool | Sequence[str] = False,
-    checkpoint_policy: str = "full",
-) -> GALDNet:
+def gald_resnet50(*, num_classes: int = 19, head_channels: int = 512, aux_channels: int = 512, **kwargs: Any) -> GALDNet:
     """GALD on a dilated ResNet-50 (Table 1, Table 2).
 
     Args:
@@ -227,62 +239,29 @@ def gald_resnet50(
         >>> model(torch.rand(1, 3, 97, 97))["out"].shape
         torch.Size([1, 19, 97, 97])
     """
-    return _build("gald_resnet50", "resnet50", locals())
+    return _gald("gald_resnet50", "resnet50", num_classes=num_classes, head_channels=head_channels,
+                 aux_channels=aux_channels, **kwargs)
 
 
-def gald_resnet101(
-    *,
-    num_classes: int = 19,
-    ga: str = "cgnl",
-    block: str = "gald",
-    ld_downsample: str = "dwconv",
-    d: int = 8,
-    ld_last_norm: bool | None = None,
-    ld_init: str | None = None,
-    ga_downsample: bool = True,
-    output_stride: int = 8,
-    mode: str = "paper",
-    aux: bool = True,
-    stage_classifiers: bool = False,
-    head_channels: int = 512,
-    aux_channels: int = 512,
-    pretrained_backbone: str | os.PathLike | None = None,
-    norm_layer: NormLayer = nn.BatchNorm2d,
-    ga_kwargs: dict | None = None,
-    activation_checkpointing: bool | Sequence[str] = False,
-    checkpoint_policy: str = "full",
-) -> GALDNet:
+def gald_resnet101(*, num_classes: int = 19, head_channels: int = 512, aux_channels: int = 512, **kwargs: Any) -> GALDNet:
     """GALD on a dilated ResNet-101; arguments as :func:`gald_resnet50`."""
-    return _build("gald_resnet101", "resnet101", locals())
+    return _gald("gald_resnet101", "resnet101", num_classes=num_classes, head_channels=head_channels,
+                 aux_channels=aux_channels, **kwargs)
 
 
 def gald_tiny(
     *,
     num_classes: int = 19,
-    ga: str = "cgnl",
-    block: str = "gald",
-    ld_downsample: str = "dwconv",
-    d: int = 8,
-    ld_last_norm: bool | None = None,
-    ld_init: str | None = None,
-    ga_downsample: bool = True,
-    output_stride: int = 8,
-    mode: str = "paper",
-    aux: bool = True,
-    stage_classifiers: bool = False,
     depths: tuple[int, ...] = (1, 1, 1, 1),
     widths: tuple[int, ...] = (8, 16, 32, 64),
     head_channels: int = 32,
     aux_channels: int = 32,
-    pretrained_backbone: str | os.PathLike | None = None,
-    norm_layer: NormLayer = nn.BatchNorm2d,
-    ga_kwargs: dict | None = None,
-    activation_checkpointing: bool | Sequence[str] = False,
-    checkpoint_policy: str = "full",
+    **kwargs: Any,
 ) -> GALDNet:
     """GALD on a slim Bottleneck ResNet for CPU work; ``depths``/``widths`` set the trunk, the
     other arguments are those of :func:`gald_resnet50`."""
-    return _build("gald_tiny", "tiny", locals(), depths=depths, widths=widths)
+    return _gald("gald_tiny", "tiny", num_classes=num_classes, head_channels=head_channels, aux_channels=aux_channels,
+                 depths=depths, widths=widths, **kwargs)
 
 
 def _plain(v: Any) -> bool:
@@ -295,6 +274,15 @@ def _plain(v: Any) -> bool:
 
 
 MODELS = {"gald_resnet50": gald_resnet50, "gald_resnet101": gald_resnet101, "gald_tiny": gald_tiny}
+_BACKBONES = {"gald_resnet50": "resnet50", "gald_resnet101": "resnet101", "gald_tiny": "tiny"}
+# options a backbone takes beyond the shared ones (the trunk of the CPU model)
+_BACKBONE_OPTIONS = {"resnet50": set(), "resnet101": set(), "tiny": {"depths", "widths"}}
+
+
+def model_options(arch: str) -> set[str]:
+    """The keyword options of builder ``arch``: the shared ones of the builders' body, plus its trunk's."""
+    shared = {name for name, p in inspect.signature(_gald).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    return shared | _BACKBONE_OPTIONS[_BACKBONES[arch]]
 
 
 def build_model(config: dict[str, Any]) -> GALDNet:
@@ -308,9 +296,7 @@ def build_model(config: dict[str, Any]) -> GALDNet:
         builder = MODELS[arch]
     except KeyError:
         raise KeyError(f"unknown arch {arch!r}; valid names: {sorted(MODELS)}") from None
-    import inspect
-
-    valid = set(inspect.signature(builder).parameters)
+    valid = model_options(arch)
     unknown = sorted(set(config) - valid)
     if unknown:
         raise TypeError(f"unknown model option(s) {unknown} for {arch}; valid options: {sorted(valid)}")
