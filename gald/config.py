@@ -40,15 +40,26 @@ def check_choice(name: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+@dataclass
 class RunConfig:
-    """What every run's config dataclass shares: ``output_dir/name`` as the run folder, and a plain
-    dict form for ``config.yaml`` and checkpoints."""
+    """What the configs of both tasks share: the run folder ``output_dir/name``, the seeds, where the
+    data is, the engine's device and loader workers, and resuming; plus a plain dict form for
+    ``config.yaml`` and checkpoints. :class:`TrainConfig` and :class:`DetectionConfig` add their own."""
 
-    name: str
-    output_dir: str
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    data_seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    resume: str | None = None  # a last.pt, or "auto": runs/<name>/last.pt when it exists
+    init_from: str | None = None  # weights to start from, with a fresh optimiser and schedule
+    stop_at: int | None = None  # stop after this step, as if interrupted (resume later)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return dataclasses.asdict(self)
 
     @property
     def run_dir(self) -> str:
@@ -61,11 +72,7 @@ class TrainConfig(RunConfig):
 
     # experiment
     name: str = "gald-cgnl_tiny-d2_synthetic-v2-128x256"
-    output_dir: str = "runs"
-    seed: int = 0
-    # data
-    dataset: str = "synthetic"
-    data_root: str | None = None
+    # data (dataset, data_root, data_seed, workers: RunConfig)
     # splits of the on-disk datasets: "+" joins several ("train+val"); a part may name its own
     # Cityscapes annotation ("train+train_extra:coarse"); "all" is every image of a folder dataset
     train_split: str = "train"
@@ -75,12 +82,10 @@ class TrainConfig(RunConfig):
     normalization: str = "imagenet"  # imagenet (torchvision mean/std) | bgr_mean (the authors' Caffe mean)
     num_train: int = 400
     num_val: int = 100
-    data_seed: int = 0
     synthetic_version: int = 2  # the synthetic benchmark's version (gald.data.synthetic.GENERATOR_VERSIONS)
     crop_size: list[int] = field(default_factory=lambda: [128, 256])
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     flip: bool = True
-    workers: int = 0
     # model (see gald.models.build_model)
     arch: str = "gald_tiny"
     ga: str = "cgnl"
@@ -118,7 +123,6 @@ class TrainConfig(RunConfig):
     stage_iterations: int = 150
     stage_lr: float = 0.01
     # engine
-    device: str = "auto"
     amp: str = "none"
     channels_last: bool = False
     nnpack: bool = False  # CPU: wide 3×3 convs (the head's) through NNPACK's fast-convolution algorithms
@@ -129,9 +133,6 @@ class TrainConfig(RunConfig):
     checkpoint_interval: int = 300
     eval_batch_size: int = 8
     ld_effect: bool = True  # at the end, measure the LD effect (gald.metrics.ld_effect) of models with LD
-    resume: str | None = None
-    init_from: str | None = None
-    stop_at: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("amp", self.amp, AMP_MODES)
@@ -251,11 +252,7 @@ class DetectionConfig(RunConfig):
 
     # experiment
     name: str = "mask_rcnn-gald_tiny-fpn_synthetic"
-    output_dir: str = "runs"
-    seed: int = 0
-    # data: "synthetic" (generated on the fly), "voc" (VOCdevkit) or "coco"
-    dataset: str = "synthetic"
-    data_root: str | None = None
+    # data: dataset "synthetic" (generated on the fly), "voc" (VOCdevkit) or "coco" (RunConfig)
     train_sets: list[str] = field(default_factory=lambda: ["2007/trainval", "2012/trainval"])  # VOC year/set
     test_sets: list[str] = field(default_factory=lambda: ["2007/test"])
     classes: list[str] | None = None  # VOC class names; None: the 20 Pascal VOC classes
@@ -263,10 +260,8 @@ class DetectionConfig(RunConfig):
     val_split: str = "val2017"
     num_train: int = 400  # synthetic
     num_val: int = 100
-    data_seed: int = 0
     image_size: list[int] = field(default_factory=lambda: [128, 256])
     flip: bool = True
-    workers: int = 0
     # model (see gald.models.detector.build_detector); None = the builder's default
     arch: str = "mask_rcnn_tiny_fpn_gald"
     context: str = "gald"
@@ -296,13 +291,9 @@ class DetectionConfig(RunConfig):
     mask_threshold: float = 0.5
     eval_batch_size: int = 4
     # engine
-    device: str = "auto"
     log_interval: int = 20
     eval_interval: int = 0
     checkpoint_interval: int = 200
-    resume: str | None = None
-    init_from: str | None = None
-    stop_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in ("synthetic", "voc", "coco"):

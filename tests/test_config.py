@@ -1,4 +1,5 @@
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,17 @@ def test_each_choice_list_is_defined_once_and_checked_with_one_error():
             TrainConfig(**{key: bad})
     with pytest.raises(ValueError, match=r"^mode must be one of \['paper', 'official'\]"):
         segmentor.gald_tiny(mode="faithful")
+
+
+def test_both_tasks_share_one_config_base():
+    from gald.config import DetectionConfig, RunConfig
+
+    shared = {f.name for f in dataclasses.fields(RunConfig)}
+    assert {"output_dir", "seed", "data_root", "device", "resume", "stop_at"} <= shared
+    for cls in (TrainConfig, DetectionConfig):
+        assert issubclass(cls, RunConfig)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in shared - {"name"}:  # declared once, in the base, with one default
+            assert fields[name].default == next(f for f in dataclasses.fields(RunConfig) if f.name == name).default
+    assert TrainConfig().run_dir == "runs/gald-cgnl_tiny-d2_synthetic-v2-128x256"
+    assert DetectionConfig().run_dir == "runs/mask_rcnn-gald_tiny-fpn_synthetic"
