@@ -53,12 +53,11 @@ def main(argv: list[str] | None = None) -> dict:
     os.replace(path + ".tmp", path)
     rel = os.path.relpath(path)
 
-    results = evaluate_checkpoint(path)
-    measured = evaluate_checkpoint(path, stages=False, ld_effect=True)
-    effect = ld_effect_summary(measured["ld_effect"])
+    results = evaluate_checkpoint(path, ld_effect=True)  # one pass: metrics, stage classifiers, LD effect
+    effect = ld_effect_summary(results.pop("ld_effect"))
     effect["command"] = f"python -m gald.evaluate --checkpoint {rel} --ld-effect --no-stages"
-    if "mask_contrast" in measured:
-        effect["mask_contrast"] = measured["mask_contrast"]
+    if "mask_contrast" in results:
+        effect["mask_contrast"] = results.pop("mask_contrast")
     with open(os.path.join(args.run, "metrics.json")) as f:
         train_metrics = json.load(f)
     with open(path, "rb") as f:

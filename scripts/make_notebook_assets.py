@@ -47,8 +47,8 @@ from gald import train
 from gald.config import TrainConfig
 from gald.engine.checkpoint import load_checkpoint, save_checkpoint
 from gald.engine.evaluation import evaluate_checkpoint
-from gald.metrics.ld_effect import has_ld, ld_effect_summary
-from gald.models import load_model
+from gald.metrics.ld_effect import ld_effect_summary
+from gald.models import LD_ARRANGEMENTS, read_checkpoint
 
 log = logging.getLogger("gald.make_notebook_assets")
 
@@ -123,22 +123,25 @@ def for_inference(checkpoint: dict) -> dict:
 
 def _evaluate(path: str, num_val: int) -> tuple[dict, dict | None]:
     """The saved weights' metrics on the first ``num_val`` validation scenes (one thread), and for a
-    model with LD its LD effect there (``gald.metrics.ld_effect``: card form, with the mask contrast)."""
+    model with LD its LD effect there (``gald.metrics.ld_effect``: card form, with the mask contrast),
+    from one evaluation."""
+    ckpt = read_checkpoint(path)
+    with_ld = ckpt["config"]["model"].get("block", "gald") in LD_ARRANGEMENTS
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = evaluate_checkpoint(path, num_val=num_val, batch_size=8)
-        result.pop("checkpoint", None)
-        if not has_ld(load_model(path)):
-            return result, None
-        measured = evaluate_checkpoint(path, num_val=num_val, batch_size=8, stages=False, ld_effect=True)
+        result = evaluate_checkpoint(path, num_val=num_val, batch_size=8, ckpt=ckpt, ld_effect=with_ld)
     finally:
         torch.set_num_threads(threads)
-    effect = ld_effect_summary(measured["ld_effect"])
-    effect["command"] = (f"python -m gald.evaluate --checkpoint notebooks/assets/{os.path.basename(path)} "
+    result.pop("checkpoint", None)
+    measured, contrast = result.pop("ld_effect", None), result.pop("mask_contrast", None)
+    if measured is None:
+        return result, None
+    effect = ld_effect_summary(measured)
+    effect["command"] = (f"python -m gald.evaluate --checkpoint {os.path.relpath(path)} "
                          f"--num-val {num_val} --ld-effect --no-stages")
-    if "mask_contrast" in measured:
-        effect["mask_contrast"] = measured["mask_contrast"]
+    if contrast is not None:
+        effect["mask_contrast"] = contrast
     return result, effect
 
 

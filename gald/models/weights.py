@@ -46,19 +46,26 @@ def _model_config(ckpt: dict[str, Any], what: str) -> dict[str, Any]:
     return dict(model_cfg)
 
 
+def _task(model_cfg: dict[str, Any]) -> str:
+    return "segmentation" if model_cfg["arch"] in MODELS else "detection"
+
+
 def checkpoint_task(ckpt: dict[str, Any], *, what: str = "checkpoint") -> str:
     """``"segmentation"`` or ``"detection"``: what an already-read checkpoint's ``arch`` builds."""
-    return "segmentation" if _model_config(ckpt, what)["arch"] in MODELS else "detection"
+    return _task(_model_config(ckpt, what))
 
 
 def require_task(ckpt: dict[str, Any], task: str, *, what: str = "checkpoint") -> None:
     """Raise :class:`WrongTaskError`, naming what the file holds, unless ``ckpt`` is a ``task`` model."""
+    _require(_model_config(ckpt, what), task, what)
+
+
+def _require(model_cfg: dict[str, Any], task: str, what: str) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
-    kind = checkpoint_task(ckpt, what=what)
+    kind = _task(model_cfg)
     if kind != task:
-        raise WrongTaskError(f"{what} holds a {kind} model ({_model_config(ckpt, what)['arch']}), not a {task} "
-                             f"model; {_USE[kind]}")
+        raise WrongTaskError(f"{what} holds a {kind} model ({model_cfg['arch']}), not a {task} model; {_USE[kind]}")
 
 
 _USE = {"segmentation": "use python -m gald.evaluate / gald.predict / the app for it",
@@ -73,10 +80,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint", tas
     caller needs: a checkpoint of the other task raises :class:`WrongTaskError`.
     """
     model_cfg = _model_config(ckpt, what)
-    kind = checkpoint_task(ckpt, what=what)
     if task is not None:
-        require_task(ckpt, task, what=what)
-    if kind == "detection":
+        _require(model_cfg, task, what)
+    if _task(model_cfg) == "detection":
         from .detector import build_detector  # torchvision's detection models load only when needed
 
         model = build_detector({**model_cfg, "weights_backbone": None})
