@@ -15,14 +15,18 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 __all__ = [
     "RunConfig", "TrainConfig", "DetectionConfig", "add_config_arguments", "config_from_args", "load_config",
     "load_detection_config", "model_config", "detector_config", "recorded_train_config",
-    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES", "check_choice",
+    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES",
+    "UnknownChoiceError", "check_choice", "lookup",
 ]
 
 # Each choice list of the configs and the model builders, defined once and checked by check_choice
@@ -34,10 +38,26 @@ NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors'
 FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
 
 
-def check_choice(name: str, value: Any, choices: tuple) -> None:
-    """Raise ``ValueError("<name> must be one of [...], got <value>")`` unless ``value`` is a choice."""
+class UnknownChoiceError(ValueError, KeyError):
+    """A value outside its choice list, or a name missing from a registry (models, GA modules,
+    datasets, ...): the one error type of every such check. It is a ``ValueError`` (a bad value) and
+    a ``KeyError`` (a registry miss), so code that catches either keeps working."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # KeyError would quote the message
+
+
+def check_choice(name: str, value: Any, choices: Iterable) -> None:
+    """Raise ``UnknownChoiceError("<name> must be one of [...], got <value>")`` unless ``value``
+    is one of ``choices`` (a tuple, or a registry dict's keys)."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise UnknownChoiceError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def lookup(name: str, key: Any, registry: Mapping[Any, T]) -> T:
+    """``registry[key]``, or the :func:`check_choice` error naming the valid keys."""
+    check_choice(name, key, registry)
+    return registry[key]
 
 
 @dataclass

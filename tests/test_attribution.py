@@ -84,7 +84,7 @@ def test_grad_cam_of_an_absent_class_is_zero_unless_all_pixels(model, x):
 
 
 def test_errors(model, x):
-    with pytest.raises(ValueError, match="valid stages"):
+    with pytest.raises(ValueError, match=r"stage must be one of \['fcn', 'ga', 'gald'\]"):
         grad_cam(model, x, 0, "aux")
     with pytest.raises(IndexError, match="5 classes"):
         grad_cam(model, x, 5, "fcn")

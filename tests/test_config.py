@@ -117,6 +117,39 @@ def test_each_choice_list_is_defined_once_and_checked_with_one_error():
         segmentor.gald_tiny(mode="faithful")
 
 
+def test_every_choice_list_and_registry_refuses_with_one_error_type():
+    from gald import data
+    from gald.config import UnknownChoiceError
+    from gald.data.synthetic import SyntheticScenes
+    from gald.engine.inference import TestProtocol
+    from gald.metrics.ld_effect import ld_intervention
+    from gald.models import build_model, context, heads, ld, segmentor
+    from gald.models.backbones import build_backbone
+    from gald.models.detector import build_detector
+    from gald.viz.attribution import stage_layer
+
+    tiny = segmentor.gald_tiny(num_classes=3)
+    refusals = {
+        "arch": lambda: build_model({"arch": "unet"}),
+        "detector arch": lambda: build_detector({"arch": "yolo"}),
+        "backbone": lambda: build_backbone("vgg16"),
+        "GA module": lambda: context.get_ga("transformer"),
+        "block arrangement": lambda: heads.GALDBlock(8, arrangement="serial"),
+        "LD downsampling": lambda: ld.LocalDistribution(8, downsample="maxpool"),
+        "LD intervention": lambda: ld_intervention(tiny, "shuffle").__enter__(),
+        "dataset": lambda: data.get_dataset("ade20k"),
+        "split": lambda: SyntheticScenes(split="holdout"),
+        "mode": lambda: TestProtocol(mode="tiles"),
+        "stage": lambda: stage_layer(tiny, "aux"),
+        "amp": lambda: TrainConfig(amp="fp8"),
+    }
+    for name, refuse in refusals.items():
+        with pytest.raises(UnknownChoiceError, match=rf"^{name} must be one of \[.+\], got '\w+'$"):
+            refuse()
+    # one type that is both what a registry miss and what a bad value used to raise
+    assert issubclass(UnknownChoiceError, KeyError) and issubclass(UnknownChoiceError, ValueError)
+
+
 def test_both_tasks_share_one_config_base():
     from gald.config import DetectionConfig, RunConfig
 

@@ -221,7 +221,7 @@ def test_version_2_has_cell_sized_small_patterns_and_camouflaged_persons():
 
 
 def test_unknown_version_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"valid versions: \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"version must be one of \[1, 2\], got 3"):
         make_scene(0, 0, version=3)
-    with pytest.raises(ValueError, match=r"valid versions"):
+    with pytest.raises(ValueError, match=r"version must be one of \[1, 2\], got 0"):
         SyntheticScenes(version=0)

@@ -182,7 +182,7 @@ def test_cli_rejects_unknown_flags():
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--synthetic-version", "3"], "valid versions: [1, 2]"),
+    (["--synthetic-version", "3"], "synthetic benchmark version must be one of [1, 2], got 3"),
     (["--amp", "fp8"], "amp must be"),
 ])
 def test_cli_bad_config_is_one_line_and_exit_2(argv, expected, capsys):

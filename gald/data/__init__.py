@@ -1,8 +1,10 @@
 """Datasets and joint transforms: the synthetic benchmark, Cityscapes, Mapillary Vistas, plain folders.
 
-``DATASETS`` maps a config's dataset name to its class; an unknown name raises ``KeyError``
+``DATASETS`` maps a config's dataset name to its class; an unknown name raises :class:`~gald.config.UnknownChoiceError`
 listing the valid ones (see :func:`get_dataset`).
 """
+
+from gald.config import lookup
 
 from .cityscapes import (
     CITYSCAPES_CLASSES,
@@ -60,10 +62,7 @@ DATASETS = {
 
 def get_dataset(name: str) -> type:
     """The dataset class registered as ``name`` in :data:`DATASETS`."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}") from None
+    return lookup("dataset", name, DATASETS)
 
 
 __all__ = [

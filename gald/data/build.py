@@ -284,8 +284,7 @@ def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> Segme
     ``cfg.normalization`` (``"imagenet"`` or ``"bgr_mean"``) picks the normalisation of both the
     training and the validation transforms.
     """
-    if cfg.dataset not in DATASET_NAMES:
-        raise KeyError(f"unknown dataset {cfg.dataset!r}; valid names: {sorted(DATASET_NAMES)}")
+    check_choice("dataset", cfg.dataset, DATASET_NAMES)
     bgr = getattr(cfg, "normalization", "imagenet") == "bgr_mean"
     crop = tuple(cfg.crop_size)
     transform = train_transforms(

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.config import check_choice
+
 from .transforms import ToTensorNormalize
 
 __all__ = [
@@ -129,8 +131,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         palette: Sequence[tuple[int, int, int]] | None = None,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        if mode not in _MODES:
-            raise KeyError(f"unknown mode {mode!r}; valid modes: {sorted(_MODES)}")
+        check_choice("mode", mode, tuple(_MODES))
         if root is None:
             env = os.environ.get("CITYSCAPES_DATASET")
             if not env:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.config import check_choice
+
 from .synthetic import CLASSES, SPLITS, THING_CLASSES, Scene, make_scene
 
 log = logging.getLogger(__name__)
@@ -158,8 +160,7 @@ class SyntheticDetection(torch.utils.data.Dataset):
         transform=None,
         masks: bool = True,
     ) -> None:
-        if split not in SPLITS:
-            raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}")
+        check_choice("split", split, tuple(SPLITS))
         self.split, self.num_images, self.seed = split, int(num_images), int(seed)
         self.size = (int(size[0]), int(size[1]))
         self.transform = transform or DetectionTransform()

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gald.config import check_choice
+
 from . import synthetic
 from .mapillary import MAPILLARY_CLASSES, MAPILLARY_PALETTE
 from .synthetic import make_scene
@@ -170,8 +172,7 @@ def make_cityscapes_fixture(
     if coarse:
         jobs += [(split, "gtCoarse") for split in ("train", "val", "train_extra") if split in splits or split == "train_extra"]
     for split in list(dict.fromkeys(s for s, _ in jobs)):
-        if split not in _CITIES:
-            raise KeyError(f"unknown Cityscapes split {split!r}; valid: {sorted(_CITIES)}")
+        check_choice("Cityscapes split", split, tuple(_CITIES))
     gts_by_split: dict[str, list[str]] = {}
     for split, gt in jobs:
         gts_by_split.setdefault(split, []).append(gt)
@@ -257,8 +258,7 @@ def make_mapillary_fixture(
     synth = {"training": "train", "validation": "val", "testing": "test"}
     counts = {}
     for split in splits:
-        if split not in synth:
-            raise KeyError(f"unknown Vistas split {split!r}; valid: {sorted(synth)}")
+        check_choice("Vistas split", split, tuple(synth))
         for i in range(per_split):
             scene = make_scene(seed, i, split=synth[split], size=(size[0], size[1] + 8 * i), version=FIXTURE_VERSION)
             key = f"{split[:2]}{seed:02d}{i:018d}"[:22]  # Vistas keys are 22 characters

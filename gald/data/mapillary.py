@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.config import check_choice
+
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, _open_image
 from .transforms import ToTensorNormalize
 
@@ -260,8 +262,7 @@ class MapillaryVistas(torch.utils.data.Dataset):
         resize_short: int | None = None,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        if split not in MAPILLARY_SPLITS:
-            raise KeyError(f"unknown split {split!r}; valid splits: {sorted(MAPILLARY_SPLITS)}")
+        check_choice("split", split, tuple(MAPILLARY_SPLITS))
         if root is None:
             env = os.environ.get("MAPILLARY_DATASET")
             if not env:

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.config import check_choice, lookup
+
 from .transforms import ToTensorNormalize
 
 __all__ = [
@@ -126,9 +128,8 @@ GENERATOR_VERSION = 2
 
 
 def check_version(version: int) -> int:
-    """``version`` as an int, or a ValueError naming the valid versions."""
-    if version not in GENERATOR_VERSIONS:
-        raise ValueError(f"unknown synthetic benchmark version {version!r}; valid versions: {list(GENERATOR_VERSIONS)}")
+    """``version`` as an int, or an :class:`~gald.config.UnknownChoiceError` naming the valid versions."""
+    check_choice("synthetic benchmark version", version, GENERATOR_VERSIONS)
     return int(version)
 
 
@@ -490,10 +491,7 @@ def make_scene(
     Shape:
         -> image (H, W, 3) uint8, label (H, W) uint8, instances (H, W) int32
     """
-    try:
-        code = SPLITS[split]
-    except KeyError:
-        raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}") from None
+    code = lookup("split", split, SPLITS)
     p = _OBJECTS[check_version(version)]
     h, w = (int(size[0]), int(size[1]))
     if h < 32 or w < 32:
@@ -594,8 +592,7 @@ class SyntheticScenes(torch.utils.data.Dataset):
         transform: Callable | None = None,
     ) -> None:
         check_version(version)
-        if split not in SPLITS:
-            raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}")
+        check_choice("split", split, tuple(SPLITS))
         self.split = split
         self.num_images = DEFAULT_COUNTS[split] if num_images is None else int(num_images)
         if self.num_images < 0:
@@ -727,8 +724,7 @@ def export_cityscapes_layout(
     """
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     for split, n in counts.items():
-        if split not in SPLITS:
-            raise KeyError(f"unknown split {split!r}; valid splits: {sorted(SPLITS)}")
+        check_choice("split", split, tuple(SPLITS))
         if n < 0:
             raise ValueError(f"count for {split!r} must be >= 0, got {n}")
     root = Path(out_dir)

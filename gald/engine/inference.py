@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gald.config import NORMALIZATIONS
+from gald.config import NORMALIZATIONS, check_choice
 
 __all__ = [
     "TestProtocol", "infer", "sliding_windows", "NORMALIZATIONS", "checkpoint_normalization", "add_protocol_arguments",
@@ -70,12 +70,10 @@ class TestProtocol:
     average: str = "logits"
 
     def __post_init__(self) -> None:
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be one of {list(_MODES)}, got {self.mode!r}")
+        check_choice("mode", self.mode, _MODES)
         if self.mode != "whole" and self.crop_size is None:
             raise ValueError(f"mode {self.mode!r} needs crop_size")
-        if self.average not in ("logits", "probs"):
-            raise ValueError(f"average must be 'logits' or 'probs', got {self.average!r}")
+        check_choice("average", self.average, ("logits", "probs"))
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales must be positive, got {self.scales}")
         if self.tile_batch < 1:

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gald.experiments import stats
-from gald.config import TrainConfig
+from gald.config import TrainConfig, check_choice
 from gald.data.build import build_segmentation_data
 from gald.data.synthetic import CONTEXT_CLASSES, CLASSES, LARGE_CLASSES, SMALL_CLASSES
 from gald.engine import segmentation
@@ -221,9 +221,8 @@ def run_grid(
     ``cell_kwargs`` go to :func:`run_cell` (``identity``, ``measure_ld_effect``, ``threads``).
     """
     variants = list(variants)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise KeyError(f"unknown variants {unknown}; valid names: {list(VARIANTS)}")
+    for v in variants:
+        check_choice("variant", v, tuple(VARIANTS))
     cells = []
     for seed in seeds:
         for variant in variants:

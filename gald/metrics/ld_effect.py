@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gald.config import check_choice
 from gald.metrics.segmentation import boundary_band, confusion_matrix, iou_from_confusion
 from gald.models.ld import LD_INTERVENTIONS, LocalDistribution
 
@@ -103,8 +104,7 @@ def ld_intervention(model: nn.Module, kind: str = "spatial_mean") -> Iterator[nn
     Shape:
         the model's own; every ``M`` (N, C, H, W) becomes its spatial mean broadcast to (N, C, H, W)
     """
-    if kind not in LD_INTERVENTIONS:
-        raise ValueError(f"unknown LD intervention {kind!r}; valid: {list(LD_INTERVENTIONS)}")
+    check_choice("LD intervention", kind, LD_INTERVENTIONS)
     modules = _ld_modules(model)
     if not modules:
         raise ValueError("the model has no LD module (block 'ga' or 'none'); the LD effect is undefined")

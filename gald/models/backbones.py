@@ -29,7 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 from torchvision.models.resnet import Bottleneck, conv1x1
 
-from gald.config import CHECKPOINT_POLICIES, check_choice
+from gald.config import CHECKPOINT_POLICIES, check_choice, lookup
 
 from .layers import NormLayer
 from .state_dict import load_state_dict_checked, read_weights_file
@@ -361,12 +361,8 @@ BACKBONES = {"resnet50": resnet50, "resnet101": resnet101, "tiny": tiny_resnet}
 
 
 def build_backbone(name: str, **kwargs) -> ResNetBackbone:
-    """Build a backbone by name; an unknown name raises ``KeyError`` listing the valid ones."""
-    try:
-        builder = BACKBONES[name]
-    except KeyError:
-        raise KeyError(f"unknown backbone {name!r}; valid names: {sorted(BACKBONES)}") from None
-    return builder(**kwargs)
+    """Build a backbone by name; an unknown name raises :class:`~gald.config.UnknownChoiceError`."""
+    return lookup("backbone", name, BACKBONES)(**kwargs)
 
 
 def load_backbone_weights(

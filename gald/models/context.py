@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gald.config import lookup
+
 from .layers import ConvNormAct, NormLayer, resize
 
 __all__ = [
@@ -228,10 +230,7 @@ def get_ga(name: str | type[nn.Module]) -> type[nn.Module]:
     """Look up a GA class by registry name (or pass a class through)."""
     if isinstance(name, type):
         return name
-    try:
-        return GA_MODULES[name]
-    except KeyError:
-        raise KeyError(f"unknown GA module {name!r}; valid names: {sorted(GA_MODULES)}") from None
+    return lookup("GA module", name, GA_MODULES)
 
 
 def build_ga(name: str | type[nn.Module], in_channels: int, **kwargs) -> nn.Module:

@@ -43,6 +43,8 @@ from torchvision.models.resnet import Bottleneck
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from gald.config import check_choice, lookup
+
 from .backbones import resnet50, resnet101, tiny_resnet
 from .context import CGNL2d, NonLocal2d
 from .heads import GALDBlock
@@ -137,8 +139,7 @@ def build_context_block(
     Shape:
         (N, C, H, W) -> (N, C, H, W)
     """
-    if context not in CONTEXTS:
-        raise ValueError(f"unknown context {context!r}; valid names: {list(CONTEXTS)}")
+    check_choice("context", context, CONTEXTS)
     if context == "none":
         return None
     if context == "nl":
@@ -196,7 +197,7 @@ def _trunk(
         if widths is not None:
             kwargs["widths"] = tuple(widths)
         return tiny_resnet(output_stride=32, pretrained=weights_backbone, norm_layer=norm_layer, **kwargs)
-    raise KeyError(f"unknown detection backbone {backbone!r}; valid names: ['resnet101', 'resnet50', 'tiny']")
+    check_choice("detection backbone", backbone, ("resnet50", "resnet101", "tiny"))
 
 
 def _freeze_batchnorm(module: nn.Module) -> None:
@@ -248,8 +249,7 @@ def resnet_fpn_backbone(
     Shape:
         (N, 3, H, W) -> {"0": (N, C, H/4, W/4), "1": H/8, "2": H/16, "3": H/32, "pool": H/64}
     """
-    if placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; valid names: {list(PLACEMENTS)}")
+    check_choice("placement", placement, PLACEMENTS)
     pretrained = weights_backbone is not None
     if trainable_backbone_layers is None:
         trainable_backbone_layers = 3 if pretrained else 5
@@ -422,14 +422,11 @@ DETECTORS = {
 def build_detector(config: dict[str, Any]) -> FasterRCNN:
     """Build a detector from ``{"arch": name, **kwargs}``; the config is kept as ``model.config``.
 
-    An unknown ``arch`` raises ``KeyError`` listing the valid names.
+    An unknown ``arch`` raises :class:`~gald.config.UnknownChoiceError` listing the valid names.
     """
     config = dict(config)
     arch = config.pop("arch", None)
-    try:
-        builder = DETECTORS[arch]
-    except KeyError:
-        raise KeyError(f"unknown detector {arch!r}; valid names: {sorted(DETECTORS)}") from None
+    builder = lookup("detector arch", arch, DETECTORS)
     model = builder(**config)
     model.config = {"arch": arch, **config}
     return model

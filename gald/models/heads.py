@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gald.config import check_choice
+
 from .context import GlobalAggregation
 from .layers import ConvNormAct, NormLayer
 from .ld import LocalDistribution
@@ -76,8 +78,7 @@ class GALDBlock(nn.Module):
         align_corners: bool = False,
     ) -> None:
         super().__init__()
-        if arrangement not in ARRANGEMENTS:
-            raise ValueError(f"unknown block arrangement {arrangement!r}; valid names: {list(ARRANGEMENTS)}")
+        check_choice("block arrangement", arrangement, ARRANGEMENTS)
         self.arrangement = arrangement
         self.extra_residual = extra_residual
         self.ga = self.ld = self.project = None

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gald.config import check_choice
+
 from .layers import ConvNormAct, NormLayer, resize
 
 __all__ = ["LocalDistribution", "LD_DOWNSAMPLING", "LD_INITS", "LD_INTERVENTIONS", "PAPER_LD"]
@@ -76,12 +78,10 @@ class LocalDistribution(nn.Module):
         super().__init__()
         if not isinstance(d, int) or d < 2 or d & (d - 1):
             raise ValueError(f"LD downsampling rate d must be a power of two >= 2 (2, 4, 8, 16, ...), got {d!r}")
-        if init not in LD_INITS:
-            raise ValueError(f"unknown LD init {init!r}; valid: {list(LD_INITS)}")
+        check_choice("LD init", init, LD_INITS)
         if init == "zero" and last_norm:
             raise ValueError("LD init 'zero' needs last_norm=False (a norm after a zero conv divides by zero variance)")
-        if downsample not in LD_DOWNSAMPLING:
-            raise ValueError(f"unknown LD downsampling {downsample!r}; valid names: {list(LD_DOWNSAMPLING)}")
+        check_choice("LD downsampling", downsample, LD_DOWNSAMPLING)
         self.d = d
         self.mode = downsample
         self.padding = padding
@@ -147,11 +147,10 @@ class LocalDistribution(nn.Module):
         m = torch.sigmoid(resize(self.downsample(x), x.shape[-2:], self.align_corners))
         if self.intervention is None:
             return m
+        check_choice("LD intervention", self.intervention, LD_INTERVENTIONS)
         if self.intervention == "spatial_mean":
             return m.mean(dim=(-2, -1), keepdim=True).expand_as(m)
-        if self.intervention == "zero":
-            return torch.zeros_like(m)
-        raise ValueError(f"unknown LD intervention {self.intervention!r}; valid: {list(LD_INTERVENTIONS)}")
+        return torch.zeros_like(m)  # "zero"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. (2): ``M ⊙ x + x``."""

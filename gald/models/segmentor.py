@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gald.config import FIDELITY_MODES, check_choice
+from gald.config import FIDELITY_MODES, check_choice, lookup
 
 from .backbones import ResNetBackbone, build_backbone
 from .heads import AuxHead, GALDHead
@@ -292,10 +292,7 @@ def build_model(config: dict[str, Any]) -> GALDNet:
     """
     config = dict(config)
     arch = config.pop("arch", "gald_resnet50")
-    try:
-        builder = MODELS[arch]
-    except KeyError:
-        raise KeyError(f"unknown arch {arch!r}; valid names: {sorted(MODELS)}") from None
+    builder = lookup("arch", arch, MODELS)
     valid = model_options(arch)
     unknown = sorted(set(config) - valid)
     if unknown:

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gald.config import check_choice
+
 from .segmentor import MODELS, build_model
 from .state_dict import load_state_dict_checked, read_weights_file
 
@@ -61,8 +63,7 @@ def require_task(ckpt: dict[str, Any], task: str, *, what: str = "checkpoint") -
 
 
 def _require(model_cfg: dict[str, Any], task: str, what: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    check_choice("task", task, TASKS)
     kind = _task(model_cfg)
     if kind != task:
         raise WrongTaskError(f"{what} holds a {kind} model ({model_cfg['arch']}), not a {task} model; {_USE[kind]}")

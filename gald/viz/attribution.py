@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
+from gald.config import check_choice
 
 __all__ = ["STAGES", "ClassScore", "grad_cam", "stage_layer"]
 
@@ -45,8 +46,7 @@ class ClassScore(nn.Module):
 
     def __init__(self, model: nn.Module, *, region: str = "predicted") -> None:
         super().__init__()
-        if region not in REGIONS:
-            raise ValueError(f"region must be one of {list(REGIONS)}, got {region!r}")
+        check_choice("region", region, REGIONS)
         self.model = model
         self.region = region
 
@@ -64,6 +64,7 @@ def stage_layer(model: nn.Module, stage: str) -> tuple[nn.Module, bool]:
     Raises:
         ValueError: for an unknown stage, or ``"ga"`` on a model without Global Aggregation.
     """
+    check_choice("stage", stage, STAGES)
     if stage == "fcn":
         return model.backbone.layer4, False
     if stage == "ga":
@@ -71,11 +72,9 @@ def stage_layer(model: nn.Module, stage: str) -> tuple[nn.Module, bool]:
         if ga is None:
             raise ValueError(f"this model ({model.head.block.arrangement!r} block) has no GA stage; use 'fcn' or 'gald'")
         return ga, False
-    if stage == "gald":
-        # The head calls the block's forward_intermediates, not the block, so a hook on the block
-        # would never fire; F_GALD is exactly convb's input.
-        return model.head.convb, True
-    raise ValueError(f"unknown stage {stage!r}; valid stages: {list(STAGES)}")
+    # "gald": the head calls the block's forward_intermediates, not the block, so a hook on the
+    # block would never fire; F_GALD is exactly convb's input.
+    return model.head.convb, True
 
 
 def grad_cam(
