@@ -13,7 +13,7 @@ the same number of threads:
   upsampling of its 1/8 output); ``gald`` returns logits at the input size itself. ``gald`` is
   timed with its execution levers added one at a time (``--levers``, cumulative, in the order
   inference_mode → channels_last → fuse_bn → nnpack → compile; ``nnpack`` runs the head's wide
-  3×3 convolutions through NNPACK's fast-convolution algorithms, see ``gald.models.nnpack``); each
+  3×3 convolutions through NNPACK's fast-convolution algorithms, see ``gald.deploy.nnpack``); each
   row also reports its largest absolute difference from the authors' output, and the verdict reads
   the fastest row;
 * one training step (``--train-sizes``, batch 1, SGD momentum 0.9, weight decay 5e-4, the same
@@ -62,9 +62,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _official import authors_module, build_authors, build_pair  # noqa: E402
 
 from gald.models import MODELS  # noqa: E402
-from gald.models.backbones import STAGES, checkpointed_stages  # noqa: E402
-from gald.models.fuse import fuse_conv_bn  # noqa: E402
-from gald.models.nnpack import convert_to_nnpack  # noqa: E402
+from gald.deploy.fuse import fuse_conv_bn  # noqa: E402
+from gald.deploy.nnpack import convert_to_nnpack  # noqa: E402
+from gald.engine.memory import checkpointed_stages, set_activation_checkpointing  # noqa: E402
+from gald.models.backbones import STAGES  # noqa: E402
 
 log = logging.getLogger("official_speed")
 
@@ -328,8 +329,8 @@ def prepare_train_model(
 def set_checkpointing(model: nn.Module, levers: Sequence[str], stages: Sequence[str]) -> None:
     """Switch ``model``'s activation checkpointing to what ``levers`` ask for (off without either)."""
     on = "checkpointing" in levers or "selective" in levers
-    model.backbone.activation_checkpointing = tuple(stages) if on else ()
-    model.backbone.checkpoint_policy = "selective" if "selective" in levers else "full"
+    policy = "selective" if "selective" in levers else "full"
+    set_activation_checkpointing(model.backbone, tuple(stages) if on else False, policy=policy)
 
 
 def official_eval_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:

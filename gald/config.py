@@ -258,8 +258,6 @@ def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
         "output_stride": cfg.output_stride, "mode": cfg.mode, "stage_classifiers": cfg.stage_classifiers,
         "head_channels": cfg.head_channels, "aux_channels": cfg.aux_channels,
         "pretrained_backbone": cfg.pretrained_backbone,
-        "activation_checkpointing": cfg.activation_checkpointing,
-        "checkpoint_policy": cfg.checkpoint_policy,
     }
     if cfg.arch == "gald_tiny":
         model.update(depths=tuple(cfg.depths), widths=tuple(cfg.widths))

@@ -27,7 +27,9 @@ except ImportError:
     pytest.skip("the app extra is not installed: pip install -e '.[app]'", allow_module_level=True)
 
 from gald import app
+from gald.data.images import ImageError
 from gald.data.synthetic import CLASSES, make_scene
+from gald.viz import views
 
 ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "gald" / "assets" / app.DEFAULT_CHECKPOINT.replace(".pt", ".json")
@@ -53,7 +55,7 @@ def scene():
 
 @pytest.fixture(scope="module")
 def analysis(shipped, scene):
-    return app.analyze(shipped, scene.image)
+    return views.analyze(shipped, scene.image)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,8 +87,8 @@ def test_shipped_checkpoint_remeasures_to_its_card(shipped):
 def test_shipped_predictor_is_labelled_synthetic(shipped):
     assert shipped.kind == "synthetic"
     assert shipped.classes == list(CLASSES)
-    assert "Synthetic-data model" in app.model_banner(shipped)
-    info = app.model_info_markdown(shipped)
+    assert "Synthetic-data model" in views.model_banner(shipped)
+    info = views.model_info_markdown(shipped)
     assert "synthetic street-scene benchmark" in info and "gald_tiny" in info and "mIoU" in info
 
 
@@ -96,24 +98,24 @@ def test_shipped_models_ld_effect_is_shown_from_its_card(shipped):
     from gald.ld_effect import LD_VERDICTS
 
     verdict = LD_VERDICTS[card["ld_effect"]["verdict"]].split(":")[0]  # the card's, whatever it is
-    for text in (app.model_info_markdown(shipped), app.ld_effect_markdown(shipped)):
+    for text in (views.model_info_markdown(shipped), views.ld_effect_markdown(shipped)):
         assert "LD effect" in text and verdict in text and "95% CI over 100 images" in text
 
 
 def test_ld_effect_text_for_unmeasured_and_ld_free_models(untrained, tmp_path):
-    assert "not measured" in app.ld_effect_markdown(untrained)
+    assert "not measured" in views.ld_effect_markdown(untrained)
     from gald.models import gald_tiny
 
     model = gald_tiny(num_classes=4, block="ga", stage_classifiers=False)
     path = tmp_path / "ga.pt"
     torch.save({"model": model.state_dict(), "config": {"model": model.config}, "classes": list("abcd")}, path)
-    assert app.ld_effect_markdown(app.load_predictor(path)) == "This model has no LD module."
+    assert views.ld_effect_markdown(app.load_predictor(path)) == "This model has no LD module."
 
 
 def test_untrained_predictor_is_labelled_untrained(untrained):
     assert untrained.kind == "untrained"
-    assert "Untrained" in app.model_banner(untrained)
-    assert "random initialisation" in app.model_info_markdown(untrained)
+    assert "Untrained" in views.model_banner(untrained)
+    assert "random initialisation" in views.model_info_markdown(untrained)
 
 
 def test_load_predictor_errors(tmp_path):
@@ -134,9 +136,9 @@ def test_load_predictor_reads_any_gald_checkpoint(tmp_path):
     p = app.load_predictor(path)
     assert p.kind == "trained" and p.num_classes == 4 and len(p.palette) == 4  # palette made up
     assert p.ld_channels == 0 and p.has_ga
-    a = app.analyze(p, make_scene(0, 0, split="val", size=(64, 96)).image)
-    assert a["mask"] is None and app.ld_views(a) is None
-    assert a["stages"]["fcn"] is None and [c for _, c in app.stage_views(p, a)] == [app.STAGE_NAMES["gald"]]
+    a = views.analyze(p, make_scene(0, 0, split="val", size=(64, 96)).image)
+    assert a["mask"] is None and views.ld_views(a) is None
+    assert a["stages"]["fcn"] is None and [c for _, c in views.stage_views(p, a)] == [views.STAGE_NAMES["gald"]]
     torch.save({"model": model.state_dict(), "config": {"model": model.config}, "classes": ["a", "b", "c", "d"],
                 "source": {"repository": "lxtGH/GALD-Net"}}, path)
     assert app.load_predictor(path).kind == "official"
@@ -155,7 +157,7 @@ def test_official_arch_from_layer3_depth():
 
 def test_prepare_image_passes_rgb_through():
     rgb = np.random.default_rng(0).integers(0, 256, (97, 131, 3), dtype=np.uint8)
-    out, notes = app.prepare_image(rgb)
+    out, notes = views.prepare_image(rgb)
     assert notes == [] and out.dtype == np.uint8 and (out == rgb).all()
 
 
@@ -171,29 +173,29 @@ def test_prepare_image_passes_rgb_through():
     ],
 )
 def test_prepare_image_converts_with_a_notice(array, note):
-    out, notes = app.prepare_image(array)
+    out, notes = views.prepare_image(array)
     assert out.shape == (70, 90, 3) and out.dtype == np.uint8
     assert any(note in n for n in notes), notes
 
 
 def test_prepare_image_values():
-    assert (app.prepare_image(np.full((70, 90, 3), 65535, np.uint16))[0] == 255).all()
-    assert (app.prepare_image(np.full((70, 90, 3), 0.5, np.float32))[0] == 128).all()
+    assert (views.prepare_image(np.full((70, 90, 3), 65535, np.uint16))[0] == 255).all()
+    assert (views.prepare_image(np.full((70, 90, 3), 0.5, np.float32))[0] == 128).all()
     rgba = np.dstack([np.full((70, 90, 3), 10, np.uint8), np.zeros((70, 90), np.uint8)])
-    assert (app.prepare_image(rgba)[0] == 255).all()  # fully transparent → white
+    assert (views.prepare_image(rgba)[0] == 255).all()  # fully transparent → white
     gray_alpha = np.dstack([np.full((70, 90), 10, np.uint8), np.full((70, 90), 255, np.uint8)])
-    assert (app.prepare_image(gray_alpha)[0] == 10).all()  # opaque → the gray value
+    assert (views.prepare_image(gray_alpha)[0] == 10).all()  # opaque → the gray value
 
 
 def test_prepare_image_size_limits():
-    huge, notes = app.prepare_image(np.zeros((app.MAX_SIDE * 2 + 6, 999, 3), np.uint8))
-    assert max(huge.shape[:2]) == app.MAX_SIDE and "downscaled" in notes[0]
-    small, notes = app.prepare_image(np.zeros((20, 40, 3), np.uint8))
-    assert small.shape[:2] == (app.UPSCALE_SIDE, 2 * app.UPSCALE_SIDE) and "upscaled" in notes[0]
-    with pytest.raises(app.ImageError, match="too small"):
-        app.prepare_image(np.zeros((app.MIN_SIDE - 1, 300, 3), np.uint8))
-    with pytest.raises(app.ImageError, match="elongated"):
-        app.prepare_image(np.zeros((20, 1000, 3), np.uint8))
+    huge, notes = views.prepare_image(np.zeros((views.MAX_SIDE * 2 + 6, 999, 3), np.uint8))
+    assert max(huge.shape[:2]) == views.MAX_SIDE and "downscaled" in notes[0]
+    small, notes = views.prepare_image(np.zeros((20, 40, 3), np.uint8))
+    assert small.shape[:2] == (views.UPSCALE_SIDE, 2 * views.UPSCALE_SIDE) and "upscaled" in notes[0]
+    with pytest.raises(ImageError, match="too small"):
+        views.prepare_image(np.zeros((views.MIN_SIDE - 1, 300, 3), np.uint8))
+    with pytest.raises(ImageError, match="elongated"):
+        views.prepare_image(np.zeros((20, 1000, 3), np.uint8))
 
 
 @pytest.mark.parametrize(
@@ -208,35 +210,35 @@ def test_prepare_image_size_limits():
     ],
 )
 def test_prepare_image_refuses_with_a_reason(array, match):
-    with pytest.raises(app.ImageError, match=match):
-        app.prepare_image(array)
+    with pytest.raises(ImageError, match=match):
+        views.prepare_image(array)
 
 
 def test_load_image_formats_and_failures(tmp_path):
     Image.fromarray(np.full((80, 100), 40000, np.uint16)).save(tmp_path / "deep.png")
-    img, notes = app.load_image(tmp_path / "deep.png")
+    img, notes = views.load_image(tmp_path / "deep.png")
     assert img.shape == (80, 100, 3) and "16-bit" in " ".join(notes) and int(img[0, 0, 0]) == round(40000 / 257)
     Image.fromarray(np.zeros((80, 100, 4), np.uint8)).save(tmp_path / "rgba.png")
-    assert (app.load_image(tmp_path / "rgba.png")[0] == 255).all()
+    assert (views.load_image(tmp_path / "rgba.png")[0] == 255).all()
     Image.fromarray(np.zeros((80, 100, 3), np.uint8)).convert("P").save(tmp_path / "pal.png")
-    assert app.load_image(tmp_path / "pal.png")[0].shape == (80, 100, 3)
+    assert views.load_image(tmp_path / "pal.png")[0].shape == (80, 100, 3)
     (tmp_path / "notes.png").write_text("not an image")
-    with pytest.raises(app.ImageError, match="notes.png is not an image"):
-        app.load_image(tmp_path / "notes.png")
+    with pytest.raises(ImageError, match="notes.png is not an image"):
+        views.load_image(tmp_path / "notes.png")
     Image.fromarray(np.zeros((80, 100, 3), np.uint8)).save(tmp_path / "pic.gif")
-    with pytest.raises(app.ImageError, match="PNG, JPEG"):
-        app.load_image(tmp_path / "pic.gif")  # a real image, but not a format the app decodes
+    with pytest.raises(ImageError, match="PNG, JPEG"):
+        views.load_image(tmp_path / "pic.gif")  # a real image, but not a format the app decodes
     data = (tmp_path / "rgba.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(app.ImageError, match="cut.png"):
-        app.load_image(tmp_path / "cut.png")
+    with pytest.raises(ImageError, match="cut.png"):
+        views.load_image(tmp_path / "cut.png")
 
 
 def test_load_image_refuses_too_many_pixels_before_decoding(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((80, 100, 3), np.uint8)).save(tmp_path / "big.png")
-    monkeypatch.setattr(app, "MAX_PIXELS", 7999)
-    with pytest.raises(app.ImageError, match="big.png: 80×100 pixels is more than 7,999"):
-        app.load_image(tmp_path / "big.png")
+    monkeypatch.setattr(views, "MAX_PIXELS", 7999)
+    with pytest.raises(ImageError, match="big.png: 80×100 pixels is more than 7,999"):
+        views.load_image(tmp_path / "big.png")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,7 +247,7 @@ def test_load_image_refuses_too_many_pixels_before_decoding(tmp_path, monkeypatc
 
 def test_analyze_shapes_and_ranges(shipped):
     image = make_scene(0, 0, split="val", size=(97, 131)).image  # odd size
-    a = app.analyze(shipped, image)
+    a = views.analyze(shipped, image)
     assert a["image"] is image or (a["image"] == image).all()
     assert a["pred"].shape == (97, 131) and a["pred"].min() >= 0 and a["pred"].max() < 9
     assert set(a["stages"]) == {"fcn", "ga", "gald"}
@@ -253,8 +255,8 @@ def test_analyze_shapes_and_ranges(shipped):
     assert a["mask"].shape[0] == shipped.ld_channels == 64
     assert a["mask"].shape[1:] == (13, 17)  # H/8, W/8 rounded up
     assert a["mask"].min() >= 0 and a["mask"].max() <= 1
-    with pytest.raises(app.ImageError, match="uint8"):
-        app.analyze(shipped, image.astype(np.float32))
+    with pytest.raises(ImageError, match="uint8"):
+        views.analyze(shipped, image.astype(np.float32))
 
 
 def test_shipped_model_segments_an_in_domain_scene(shipped, scene, analysis):
@@ -264,58 +266,58 @@ def test_shipped_model_segments_an_in_domain_scene(shipped, scene, analysis):
 
 
 def test_prediction_views(shipped, analysis):
-    v = app.prediction_views(shipped, analysis, alpha=0.4)
+    v = views.prediction_views(shipped, analysis, alpha=0.4)
     assert v["overlay"].shape == (128, 256, 3) and v["overlay"].dtype == np.uint8
     assert abs(sum(v["areas"].values()) - 1) < 1e-9 and set(v["areas"]) <= set(CLASSES)
     top = max(v["areas"], key=v["areas"].get)
     assert top in v["legend"] and "%" in v["legend"]
-    assert (app.prediction_views(shipped, analysis, alpha=0.0)["overlay"] == analysis["image"]).all()
+    assert (views.prediction_views(shipped, analysis, alpha=0.0)["overlay"] == analysis["image"]).all()
 
 
 def test_ld_views_from_the_cached_masks(analysis):
-    mean, mx, ch3 = app.ld_views(analysis, 3)
-    _, _, ch40 = app.ld_views(analysis, 40)
+    mean, mx, ch3 = views.ld_views(analysis, 3)
+    _, _, ch40 = views.ld_views(analysis, 40)
     for img in (mean, mx, ch3, ch40):
         assert img.shape == (128, 256, 3) and img.dtype == np.uint8
     assert not (ch3 == ch40).all()
-    assert (app.ld_views(analysis, 10_000)[2] == app.ld_views(analysis, 63)[2]).all()  # clamped
-    stretched = app.ld_views(analysis, 3, scale="minmax")
+    assert (views.ld_views(analysis, 10_000)[2] == views.ld_views(analysis, 63)[2]).all()  # clamped
+    stretched = views.ld_views(analysis, 3, scale="minmax")
     assert all(img.shape == (128, 256, 3) for img in stretched) and not (stretched[0] == mean).all()
 
 
 def test_stage_views(shipped, analysis):
-    items = app.stage_views(shipped, analysis)
-    assert [c for _, c in items] == list(app.STAGE_NAMES.values())
+    items = views.stage_views(shipped, analysis)
+    assert [c for _, c in items] == list(views.STAGE_NAMES.values())
     assert all(img.shape == (128, 256, 3) for img, _ in items)
     assert not (items[0][0] == items[2][0]).all()  # the FCN stage classifier differs from the head
 
 
 @pytest.mark.parametrize("stage", ["fcn", "ga", "gald"])
 def test_attribution_view(shipped, analysis, stage):
-    img, caption = app.attribution_view(shipped, analysis, "car", stage)
+    img, caption = views.attribution_view(shipped, analysis, "car", stage)
     assert img.shape == (128, 256, 3) and img.dtype == np.uint8
-    assert "'car'" in caption and app.STAGE_FEATURES[stage] in caption
+    assert "'car'" in caption and views.STAGE_FEATURES[stage] in caption
     assert not (img == analysis["image"]).all()
 
 
 def test_attribution_view_errors_and_absent_class(shipped, analysis):
-    with pytest.raises(app.ImageError, match="unknown class"):
-        app.attribution_view(shipped, analysis, "zebra", "gald")
-    with pytest.raises(app.ImageError, match="unknown stage"):
-        app.attribution_view(shipped, analysis, "car", "aux")
-    flat = app.analyze(shipped, np.full((64, 96, 3), 128, np.uint8))  # a blank image: few classes predicted
+    with pytest.raises(ImageError, match="unknown class"):
+        views.attribution_view(shipped, analysis, "zebra", "gald")
+    with pytest.raises(ImageError, match="unknown stage"):
+        views.attribution_view(shipped, analysis, "car", "aux")
+    flat = views.analyze(shipped, np.full((64, 96, 3), 128, np.uint8))  # a blank image: few classes predicted
     absent = [c for i, c in enumerate(CLASSES) if not (flat["pred"] == i).any()]
     assert absent, "a blank image should leave some class unpredicted"
-    img, caption = app.attribution_view(shipped, flat, absent[0], "gald")
+    img, caption = views.attribution_view(shipped, flat, absent[0], "gald")
     assert "predicted nowhere" in caption and img.shape == (64, 96, 3)
 
 
 def test_example_images(tmp_path):
-    pairs = app.example_images(tmp_path)
+    pairs = views.example_images(tmp_path)
     labels = [label for _, label in pairs]
     assert sum("synthetic" in lab for lab in labels) == 3 and any("astronaut" in lab for lab in labels)
     for path, _ in pairs:
-        img, _ = app.load_image(path)
+        img, _ = views.load_image(path)
         assert img.ndim == 3
 
 
@@ -361,7 +363,7 @@ def client(shipped, tmp_path_factory):
         mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
         # gradio_client leaves an empty folder in the system temp dir per downloaded file
         mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("client-tmp")))
-        examples = app.example_images(tmp_path_factory.mktemp("examples"))[:2]
+        examples = views.example_images(tmp_path_factory.mktemp("examples"))[:2]
         demo = app.build_demo(shipped, examples=examples)
         _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
         c = Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
@@ -391,7 +393,7 @@ def test_client_segment_then_cached_views(client, tmp_path):
         assert Image.open(p).size == (256, 128)
     assert "road" in legend or "terrain" in legend
     assert areas["label"] in CLASSES and abs(sum(c["confidence"] for c in areas["confidences"]) - 1) < 1e-6
-    assert [s["caption"] for s in stages] == list(app.STAGE_NAMES.values())
+    assert [s["caption"] for s in stages] == list(views.STAGE_NAMES.values())
     assert "128×256" in status
     assert top["value"] == areas["label"]  # the attribution class follows the largest predicted class
     mean2, max2, ch7 = client.predict(7, "unit", api_name="/ld_masks")

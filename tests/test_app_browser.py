@@ -49,10 +49,11 @@ def served(tmp_path_factory):
         _require("the app extra (gradio, playwright)", False)
     _require(f"the chromium browser at {CHROMIUM}", os.path.isfile(CHROMIUM) or bool(shutil.which(CHROMIUM)))
     from gald import app
+    from gald.viz import views
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        examples = app.example_images(tmp_path_factory.mktemp("examples"))
+        examples = views.example_images(tmp_path_factory.mktemp("examples"))
         demo = app.build_demo(app.load_predictor(), examples=examples)
         _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
         yield url, examples

@@ -103,10 +103,10 @@ def test_cityscapes_recipes_follow_the_paper():
 
 def test_each_choice_list_is_defined_once_and_checked_with_one_error():
     from gald import config
-    from gald.engine import inference
-    from gald.models import backbones, segmentor
+    from gald.engine import inference, memory
+    from gald.models import segmentor
 
-    assert backbones.CHECKPOINT_POLICIES is config.CHECKPOINT_POLICIES
+    assert memory.CHECKPOINT_POLICIES is config.CHECKPOINT_POLICIES
     assert inference.NORMALIZATIONS is config.NORMALIZATIONS
     assert segmentor.MODES is config.FIDELITY_MODES
     for key, bad in (("amp", "fp8"), ("annotation", "polygons"), ("checkpoint_policy", "some"),

@@ -173,7 +173,7 @@ def test_the_builders_share_one_body_and_refuse_unknown_options():
 
     shared = model_options("gald_resnet50")
     assert model_options("gald_resnet101") == shared and model_options("gald_tiny") == shared | {"depths", "widths"}
-    assert {"ga", "block", "d", "ld_init", "mode", "checkpoint_policy"} <= shared
+    assert {"ga", "block", "d", "ld_init", "mode", "ga_kwargs"} <= shared
     with pytest.raises(TypeError, match=r"unknown model option\(s\) \['gaa'\] for gald_tiny"):
         gald_tiny(num_classes=3, gaa="nl")
     with pytest.raises(TypeError, match=r"\['widths'\] for gald_resnet50"):

@@ -14,7 +14,7 @@ import torch
 import gald.models
 from gald import train
 from gald.config import TrainConfig, model_config
-from gald.engine import segmentation
+from gald.engine import memory, segmentation
 from gald.engine.checkpoint import load_checkpoint
 from gald.losses import build_criterion
 from gald.models import build_model, load_model
@@ -279,6 +279,26 @@ def test_nnpack_training_converts_the_head_and_keeps_checkpoint_keys(tmp_path, m
     assert fast.keys() == plain.keys()
     for k in fast:  # same seed, same data: only the convolution algorithm's rounding differs
         torch.testing.assert_close(fast[k], plain[k], atol=1e-3, rtol=1e-3, msg=k)
+
+
+def test_activation_checkpointing_trains_the_same_weights_bit_for_bit(tmp_path, monkeypatch):
+    applied = []
+
+    def spy(backbone, stages, *, policy):
+        applied.append(memory.set_activation_checkpointing(backbone, stages, policy=policy))
+        return applied[-1]
+
+    monkeypatch.setattr(segmentation, "set_activation_checkpointing", spy)
+    train.main(_cfg(tmp_path, name="plain", iterations=2, stage_iterations=0))
+    assert applied == []
+    train.main(_cfg(tmp_path, name="ckpt", iterations=2, stage_iterations=0, activation_checkpointing=True,
+                    checkpoint_policy="selective"))
+    assert applied == [("layer1", "layer2", "layer3", "layer4")]
+    fast = load_checkpoint(tmp_path / "ckpt" / "model.pt")["model"]
+    plain = load_checkpoint(tmp_path / "plain" / "model.pt")["model"]
+    assert fast.keys() == plain.keys()
+    for k in fast:
+        assert torch.equal(fast[k], plain[k]), k
 
 
 # The default config's mean loss over its first 5 steps (one thread), recorded when the default

@@ -6,4 +6,5 @@
 * :mod:`gald.engine.predictor` — one :class:`~gald.engine.predictor.Predictor` for the CLI, the app and the notebooks.
 * :mod:`gald.engine.runtime`, :mod:`gald.engine.distributed`, :mod:`gald.engine.checkpoint`,
   :mod:`gald.engine.loop` — seeds, devices, logging, processes, checkpoints, loss meters.
+* :mod:`gald.engine.memory` — activation checkpointing of backbone stages (less memory, more time).
 """

@@ -33,6 +33,7 @@ from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
 from gald.engine.inference import TestProtocol, infer
 from gald.engine.loop import LossMeter, non_finite_stop
+from gald.engine.memory import set_activation_checkpointing
 from gald.engine.runtime import autocast, resolve_device, run_logging, seed_everything
 from gald.losses import build_criterion
 from gald.metrics.ld_effect import format_ld_effect, has_ld, ld_effect, ld_effect_summary
@@ -260,6 +261,8 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
 
     data = build_segmentation_data(cfg, rank=dist.rank(), world_size=world)
     model = build_model(model_config(cfg, data.num_classes))
+    if cfg.activation_checkpointing:
+        set_activation_checkpointing(model.backbone, True, policy=cfg.checkpoint_policy)
     if cfg.init_from:
         state = ckpt.load_checkpoint(cfg.init_from)
         load_state_dict_checked(model, state.get("model", state), what=cfg.init_from)

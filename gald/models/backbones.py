@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
-from functools import partial
+from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 from torchvision.models.resnet import Bottleneck, conv1x1
 
-from gald.config import CHECKPOINT_POLICIES, check_choice, lookup
+from gald.config import FIDELITY_MODES, check_choice, lookup
 
 from .layers import NormLayer
 from .state_dict import load_state_dict_checked, read_weights_file
@@ -38,7 +34,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
-__all__ = ["STAGES", "CHECKPOINT_POLICIES", "checkpointed_stages", "ResNetBackbone", "resnet50", "resnet101", "tiny_resnet", "BACKBONES", "build_backbone"]
+__all__ = ["STAGES", "ResNetBackbone", "resnet50", "resnet101", "tiny_resnet", "BACKBONES", "build_backbone"]
 
 
 class ResNetBackbone(nn.Module):
@@ -55,16 +51,6 @@ class ResNetBackbone(nn.Module):
         multi_grid: per-block dilation multipliers of layer4, cycled (authors: ``(1, 2, 4)``).
         maxpool_ceil_mode: ``ceil_mode`` of the stem max-pool (authors: ``True``).
         norm_layer: normalisation callable, e.g. ``nn.BatchNorm2d`` or ``FrozenBatchNorm2d``.
-        activation_checkpointing: stages (names from ``STAGES``; ``True`` for all) whose residual
-            blocks keep only their input for backward and are recomputed during backward
-            (``torch.utils.checkpoint``), in training: less memory for one more forward of those
-            stages per step. Same network, bit-identical outputs, gradients and BatchNorm
-            statistics (the recompute does not update them again). Can be set on a built model.
-        checkpoint_policy: what a checkpointed block keeps besides its input: ``"full"`` nothing
-            (the whole block is recomputed); ``"selective"`` the outputs of its 3×3 convolutions,
-            so the recompute runs only the 1×1 convolutions, BatchNorms and ReLUs: most of the
-            memory saving of ``"full"`` for less recompute time (``benchmarks/official_speed.py``
-            measures both).
 
     Shape:
         (N, 3, H, W) -> {"layer3": (N, 4·widths[2], H/os, W/os), "layer4": (N, 4·widths[3], H/os, W/os)}
@@ -83,12 +69,8 @@ class ResNetBackbone(nn.Module):
         multi_grid: Sequence[int] = (1,),
         maxpool_ceil_mode: bool = False,
         norm_layer: NormLayer = nn.BatchNorm2d,
-        activation_checkpointing: bool | Sequence[str] = False,
-        checkpoint_policy: str = "full",
     ) -> None:
         super().__init__()
-        self.activation_checkpointing = activation_checkpointing
-        self.checkpoint_policy = checkpoint_policy
         if len(depths) != 4 or len(widths) != 4:
             raise ValueError(f"depths and widths need 4 entries (one per stage), got {depths} and {widths}")
         if output_stride not in (8, 16, 32):
@@ -162,104 +144,12 @@ class ResNetBackbone(nn.Module):
             layers.append(Bottleneck(self.inplanes, planes, dilation=dilations[i], norm_layer=norm_layer))
         return nn.Sequential(*layers)
 
-    @property
-    def activation_checkpointing(self) -> tuple[str, ...]:
-        """The stages whose residual blocks are recomputed in backward (empty: none)."""
-        return self._checkpointed
-
-    @activation_checkpointing.setter
-    def activation_checkpointing(self, value: bool | Sequence[str]) -> None:
-        self._checkpointed = checkpointed_stages(value)
-
-    @property
-    def checkpoint_policy(self) -> str:
-        """What a checkpointed block keeps for backward besides its input (``CHECKPOINT_POLICIES``)."""
-        return self._checkpoint_policy
-
-    @checkpoint_policy.setter
-    def checkpoint_policy(self, value: str) -> None:
-        check_choice("checkpoint_policy", value, CHECKPOINT_POLICIES)
-        self._checkpoint_policy = value
-
-    def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        stage = getattr(self, name)
-        if name not in self._checkpointed or not (self.training and torch.is_grad_enabled()):
-            return stage(x)
-        for block in stage:
-            # The recompute must not update BN statistics twice.
-            contexts = partial(_recompute_contexts, block, self._checkpoint_policy)
-            x = checkpoint(block, x, use_reentrant=False, context_fn=contexts)
-        return x
-
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self._stage("layer2", self._stage("layer1", x))
-        c3 = self._stage("layer3", x)
-        c4 = self._stage("layer4", c3)
+        c3 = self.layer3(self.layer2(self.layer1(x)))
+        c4 = self.layer4(c3)
         return {"layer3": c3, "layer4": c4}
 
-
-def checkpointed_stages(value: bool | Sequence[str] | None) -> tuple[str, ...]:
-    """Normalise an ``activation_checkpointing`` value: ``True`` → every stage, ``False``/``None`` →
-    none, a sequence of stage names → those (validated)."""
-    if value is None or value is False:
-        return ()
-    if value is True:
-        return STAGES
-    names = (value,) if isinstance(value, str) else tuple(value)
-    bad = [n for n in names if n not in STAGES]
-    if bad:
-        raise ValueError(
-            f"unknown stage(s) {bad} for activation_checkpointing; valid: True, False or names from {list(STAGES)}"
-        )
-    return tuple(n for n in STAGES if n in names)
-
-
-def _recompute_contexts(block: nn.Module, policy: str = "full"):
-    """``context_fn`` of a checkpointed block: BN statistics frozen in the recompute; under the
-    ``"selective"`` policy, 3×3 convolution outputs saved in forward and replayed in the recompute."""
-    if policy == "full":
-        return nullcontext(), _frozen_running_stats(block)
-    forward, recompute = create_selective_checkpoint_contexts(_save_3x3_conv_outputs)
-    return forward, _entered(_frozen_running_stats(block), recompute)  # freeze outside SAC's dispatch mode
-
-
-def _save_3x3_conv_outputs(ctx, op, *args, **kwargs) -> CheckpointPolicy:
-    """Selective-checkpoint policy: keep what is costly to recompute (3×3 convolutions, ~half the
-    FLOPs of a bottleneck), recompute the rest (1×1 convolutions, BatchNorm, ReLU, the residual add)."""
-    if op is torch.ops.aten.convolution.default and args[1].shape[-2:] == (3, 3):
-        return CheckpointPolicy.MUST_SAVE
-    return CheckpointPolicy.PREFER_RECOMPUTE
-
-
-@contextmanager
-def _entered(*contexts) -> Iterator[None]:
-    """Enter ``contexts`` in order and leave them in reverse."""
-    with ExitStack() as stack:
-        for c in contexts:
-            stack.enter_context(c)
-        yield
-
-
-@contextmanager
-def _frozen_running_stats(module: nn.Module) -> Iterator[None]:
-    """While active, BatchNorms in ``module`` keep their running statistics as they are: the
-    checkpoint recompute must not apply the momentum update a second time.
-
-    A momentum of 0 makes the update ``1·running + 0·batch`` (the op and the saved tensors stay
-    those of the first forward, which the checkpoint requires); the step counter is restored.
-    """
-    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, count) in zip(norms, saved):
-            m.momentum = momentum
-            if count is not None:
-                m.num_batches_tracked.copy_(count)
 
 def _resnet(
     depths: Sequence[int],
@@ -284,7 +174,7 @@ def _resnet(
             norm_layer=norm_layer,
         )
     else:
-        raise ValueError(f"mode must be 'paper' or 'official', got {mode!r}")
+        check_choice("mode", mode, FIDELITY_MODES)
     if pretrained is not None:
         load_backbone_weights(net, pretrained, torchvision_name=torchvision_name)
     return net

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -128,8 +127,6 @@ def _gald(
     pretrained_backbone: str | os.PathLike | None = None,
     norm_layer: NormLayer = nn.BatchNorm2d,
     ga_kwargs: dict | None = None,
-    activation_checkpointing: bool | Sequence[str] = False,
-    checkpoint_policy: str = "full",
     **backbone_kwargs: Any,
 ) -> GALDNet:
     """The one body of the builders (torchvision's ``_deeplabv3_resnet`` pattern): every option of
@@ -144,8 +141,7 @@ def _gald(
         num_classes=num_classes, ga=ga, block=block, ld_downsample=ld_downsample, d=d, ga_downsample=ga_downsample,
         output_stride=output_stride, mode=mode, aux=aux, stage_classifiers=stage_classifiers,
         head_channels=head_channels, aux_channels=aux_channels, pretrained_backbone=pretrained_backbone,
-        ga_kwargs=ga_kwargs, activation_checkpointing=activation_checkpointing, checkpoint_policy=checkpoint_policy,
-        **backbone_kwargs,
+        ga_kwargs=ga_kwargs, **backbone_kwargs,
     )
     # the plain options, with LD's design resolved, so that a checkpoint rebuilds the same model
     config = {"arch": arch, **{k: v for k, v in options.items() if _plain(v)}, **ld_options}
@@ -153,8 +149,6 @@ def _gald(
         backbone_name, output_stride=output_stride, mode=mode, pretrained=pretrained_backbone,
         norm_layer=norm_layer, **backbone_kwargs,
     )
-    backbone.activation_checkpointing = activation_checkpointing
-    backbone.checkpoint_policy = checkpoint_policy
     ga_kwargs = dict(ga_kwargs or {})
     if official and ga == "cgnl":
         ga_kwargs.setdefault("norm_layer", None)  # the authors' GroupNorm(8)
@@ -227,11 +221,9 @@ def gald_resnet50(*, num_classes: int = 19, head_channels: int = 512, aux_channe
         pretrained_backbone: local ImageNet checkpoint path, ``"torchvision"`` (downloads), or ``None``.
         norm_layer: normalisation callable (``nn.BatchNorm2d``; SyncBN via ``convert_sync_batchnorm``).
         ga_kwargs: extra keyword arguments of the GA module.
-        activation_checkpointing: backbone stages (``True``: all four; or names such as
-            ``("layer1", "layer2", "layer3")``) whose residual blocks are recomputed during backward
-            instead of storing their activations: training memory for time, the network unchanged.
-        checkpoint_policy: ``"full"`` (recompute whole blocks) or ``"selective"`` (keep the 3×3
-            convolution outputs, recompute the rest): see :class:`~gald.models.backbones.ResNetBackbone`.
+
+    Activation checkpointing of the backbone is a training lever applied to a built model:
+    :func:`gald.engine.memory.set_activation_checkpointing`.
 
     Example::
 

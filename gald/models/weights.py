@@ -94,6 +94,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint", tas
     # Checkpoints written before LD's design became an option had a normalised last conv, default init.
     model_cfg.setdefault("ld_last_norm", True)
     model_cfg.setdefault("ld_init", "default")
+    # Recorded as model options until activation checkpointing became an engine lever (gald.engine.memory).
+    for lever in ("activation_checkpointing", "checkpoint_policy"):
+        model_cfg.pop(lever, None)
     model = build_model({**model_cfg, "pretrained_backbone": None})  # weights come from the checkpoint
     load_state_dict_checked(model, ckpt["model"], what=what)
     return model
