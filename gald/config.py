@@ -77,6 +77,11 @@ class RunConfig:
     resume: str | None = None  # a last.pt, or "auto": runs/<name>/last.pt when it exists
     init_from: str | None = None  # weights to start from, with a fresh optimiser and schedule
     stop_at: int | None = None  # stop after this step, as if interrupted (resume later)
+    amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 with a GradScaler)
+    sync_bn: bool = True  # SyncBatchNorm under DDP on CUDA (world size > 1)
+
+    def __post_init__(self) -> None:
+        check_choice("amp", self.amp, AMP_MODES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -142,11 +147,9 @@ class TrainConfig(RunConfig):
     # stage classifiers (Sec. 4.3.1, Fig. 5): fine-tuned on the frozen model at the end
     stage_iterations: int = 150
     stage_lr: float = 0.01
-    # engine
-    amp: str = "none"
+    # engine (amp, sync_bn: RunConfig)
     channels_last: bool = False
     nnpack: bool = False  # CPU: wide 3×3 convs (the head's) through NNPACK's fast-convolution algorithms
-    sync_bn: bool = True
     freeze_bn: bool = False
     log_interval: int = 25
     eval_interval: int = 300
@@ -155,7 +158,7 @@ class TrainConfig(RunConfig):
     ld_effect: bool = True  # at the end, measure the LD effect (gald.metrics.ld_effect) of models with LD
 
     def __post_init__(self) -> None:
-        check_choice("amp", self.amp, AMP_MODES)
+        super().__post_init__()
         check_choice("annotation", self.annotation, ANNOTATIONS)
         check_choice("checkpoint_policy", self.checkpoint_policy, CHECKPOINT_POLICIES)
         check_choice("normalization", self.normalization, NORMALIZATIONS)
@@ -186,11 +189,17 @@ def _fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def _check_keys(keys: typing.Iterable[str], source: str, cls: type) -> None:
+def _check_keys(keys: typing.Iterable[str], source: str, cls: type, *, file: bool = False) -> None:
     valid = _fields(cls)
     unknown = sorted(set(keys) - set(valid))
-    if unknown:
-        raise KeyError(f"unknown {cls.__name__} key(s) {unknown} in {source}; valid keys: {sorted(valid)}")
+    if not unknown:
+        return
+    for other, task, fix in ((DetectionConfig, "detection", "add --task detection"),
+                             (TrainConfig, "segmentation", "drop --task detection")):
+        # a file of the other task: several keys, all of them the other config's (not one typo)
+        if file and other is not cls and len(unknown) >= 3 and set(unknown) <= set(_fields(other)):
+            raise KeyError(f"{source} is a {task} config (its keys {unknown[:4]} are {other.__name__} keys): {fix}")
+    raise KeyError(f"unknown {cls.__name__} key(s) {unknown} in {source}; valid keys: {sorted(valid)}")
 
 
 def load_config(path: str | os.PathLike | None = None, *, cls: type = TrainConfig, **overrides: Any):
@@ -202,7 +211,7 @@ def load_config(path: str | os.PathLike | None = None, *, cls: type = TrainConfi
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{os.fspath(path)!r} must hold a flat mapping of config keys")
-        _check_keys(data, os.fspath(path), cls)
+        _check_keys(data, os.fspath(path), cls, file=True)
         values.update(data)
     _check_keys(overrides, "overrides", cls)
     values.update(overrides)
@@ -314,6 +323,7 @@ class DetectionConfig(RunConfig):
     checkpoint_interval: int = 200
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.dataset not in ("synthetic", "voc", "coco"):
             raise ValueError(f"dataset must be 'synthetic', 'voc' or 'coco', got {self.dataset!r}")
         if len(self.image_size) != 2:

@@ -15,16 +15,19 @@ Examples::
     torchrun --nproc_per_node=8 -m gald.train --config configs/gald-cgnl_r50-d8_cityscapes-769x769.yaml
     python -m gald.train --ga nl --block ldga --iterations 200 --name quick
     python -m gald.train --task detection --config configs/faster_rcnn-gald_r50-fpn_voc0712-14e.yaml --data-root data/VOCdevkit
+    torchrun --nproc_per_node=8 -m gald.train --task detection --config configs/mask_rcnn-gald_r50-fpn_coco-1x.yaml --amp bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from gald.config import DetectionConfig, add_config_arguments, config_from_args
 from gald.data import synthetic
 from gald.engine import detection
+from gald.engine.loop import check_world_size
 from gald.engine.segmentation import fit
 
 # The training API that lived here until 0.2.0, now in gald.engine: deprecated aliases, kept for one minor release.
@@ -69,8 +72,22 @@ def get_detection_args_parser() -> argparse.ArgumentParser:
 
 def detection_cli(argv: list[str] | None = None) -> dict:
     """``python -m gald.train --task detection``: parse a detection config and train it."""
-    args = get_detection_args_parser().parse_args(argv)
-    return detection.fit(config_from_args(args, DetectionConfig))
+    parser = get_detection_args_parser()
+    args = parser.parse_args(argv)
+    with _one_line_errors(parser):
+        cfg = config_from_args(args, DetectionConfig)
+        check_world_size(cfg.batch_size)
+    return detection.fit(cfg)
+
+
+@contextlib.contextmanager
+def _one_line_errors(parser: argparse.ArgumentParser):
+    """A bad config (unknown key, bad value, missing file, a world size that does not divide the
+    batch): one line and exit code 2, before anything is built."""
+    try:
+        yield
+    except (KeyError, ValueError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err.args[0] if isinstance(err, KeyError) else err}\n")
 
 
 def cli(argv: list[str] | None = None) -> dict:
@@ -85,12 +102,11 @@ def cli(argv: list[str] | None = None) -> dict:
         return detection_cli(argv)
     parser = get_args_parser()
     args = parser.parse_args(argv)
-    try:
+    with _one_line_errors(parser):
         cfg = config_from_args(args)
         if cfg.dataset == "synthetic":
             synthetic.check_version(cfg.synthetic_version)
-    except (KeyError, ValueError, OSError) as err:  # a bad config: one line, exit code 2
-        parser.exit(2, f"{parser.prog}: error: {err.args[0] if isinstance(err, KeyError) else err}\n")
+        check_world_size(cfg.batch_size)
     return fit(cfg)
 
 

@@ -24,7 +24,7 @@ from gald.config import ANNOTATIONS, check_choice
 
 from . import synthetic
 from .cityscapes import CorruptImageError, CityscapesSegmentation
-from .detection import DetectionTransform, SyntheticDetection
+from .detection import DetectionTransform, SyntheticDetection, collate
 from .folder import FolderSegmentation
 from .mapillary import MapillaryVistas
 from .synthetic import SyntheticScenes, synthetic_label_map
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ConcatSegmentation", "DATASET_NAMES", "SegmentationData", "build_segmentation_data", "StepBatchSampler",
-    "build_detection_data",
+    "build_detection_data", "detection_batches",
 ]
 
 #: Dataset names a training config may use.
@@ -364,3 +364,46 @@ def build_detection_data(cfg):
     if train.classes != val.classes:
         raise ValueError(f"train and val category lists differ: {train.classes} vs {val.classes}")
     return train, val, list(train.classes)
+
+
+class _SeededDetection(Dataset):
+    """``ds[(index, sample_seed)]``: item ``index`` of ``base``, its random transform (the flip)
+    drawn from ``sample_seed``, with the seed kept in the target as ``"sample_seed"`` for the
+    detector's per-image sampling (:func:`gald.models.detector.sampling_seeds`). The global torch
+    RNG is left as it was."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, sample_seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(sample_seed)
+            image, target = self.base[index]
+        return image, {**target, "sample_seed": torch.tensor(sample_seed, dtype=torch.int64)}
+
+
+def detection_batches(
+    dataset: Dataset, global_batch: int, *, rank: int = 0, world_size: int = 1, seed: int = 0,
+    start_step: int = 0, workers: int = 0,
+) -> Iterator[tuple[tuple, tuple]]:
+    """An endless stream of this process's detection batches ``(images, targets)`` from ``start_step`` on.
+
+    Step ``s`` holds the images :class:`StepBatchSampler` assigns it, each with its own sample seed:
+    a pure function of ``seed`` and ``s`` (as segmentation's stream), so a resumed run and a run on
+    any number of processes see the same images, flipped the same way. Rank ``r`` gets positions
+    ``r·B/W … (r+1)·B/W − 1`` of the global batch, so the processes of one step together hold what
+    a single process would. Batches are lists (:func:`gald.data.detection.collate`); images keep
+    their sizes (the detector pads them).
+    """
+    sampler = StepBatchSampler(len(dataset), global_batch, rank=rank, world_size=world_size, seed=seed,
+                               start_step=start_step)
+    loader = DataLoader(
+        _SeededDetection(dataset), batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),  # creating the loader leaves the global RNG alone
+    )
+    yield from loader

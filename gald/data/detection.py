@@ -101,7 +101,8 @@ class DetectionTransform:
     horizontal flip of image, boxes and masks with probability ``flip``.
 
     Detection models normalise inside (torchvision's ``GeneralizedRCNNTransform``), so no mean/std
-    here. The flip draws from torch's global RNG, which seeds per DataLoader worker.
+    here. The flip draws from torch's global RNG, which the training stream seeds per sample
+    (:func:`gald.data.build.detection_batches`).
 
     Args:
         flip: flip probability (0.5 for training, 0 for evaluation).

@@ -95,7 +95,7 @@ def resume_training(
     load_state_dict_checked(model, state["model"], what=path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None:
+    if scaler is not None and "scaler" in state:  # detection checkpoints before 0.2.0 have none
         scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
     return state["step"], state["history"], path

@@ -15,6 +15,7 @@ class names, metrics — what :func:`gald.engine.predictor.load_detector` loads)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,41 +24,23 @@ from typing import Any
 
 import torch
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 
 from gald.config import DetectionConfig, detector_config
-from gald.data.build import build_detection_data
+from gald.data.build import build_detection_data, detection_batches
 from gald.data.detection import collate
 from gald.engine import checkpoint as ckpt
-from gald.engine.loop import LossMeter, non_finite_stop
-from gald.engine.runtime import resolve_device, run_logging, seed_everything
+from gald.engine import distributed as dist
+from gald.engine.loop import LossMeter, check_finite_state, check_world_size, non_finite_stop, training_state
+from gald.engine.runtime import autocast, resolve_device, run_logging, seed_everything
 from gald.metrics.detection import coco_evaluate, coco_from_targets, coco_results, voc_evaluate
-from gald.models.detector import build_detector
+from gald.models.detector import build_detector, sampling_seeds
 from gald.models.state_dict import load_state_dict_checked
 
 # the name of the command's log (``python -m gald.train --task detection``), kept when the loop moved here
 log = logging.getLogger("gald.train_detection")
 
 __all__ = ["train_step", "predict", "evaluate", "fit"]
-
-
-def _batches(dataset, cfg: DetectionConfig, start_step: int):
-    """Endless training batches; epoch ``e`` is a permutation drawn from ``seed + e``, so resuming at
-    ``start_step`` continues the same sequence."""
-    per_epoch = len(dataset) // cfg.batch_size
-    if per_epoch == 0:
-        raise ValueError(f"{len(dataset)} training images are fewer than one batch of {cfg.batch_size}")
-    epoch, offset = divmod(start_step, per_epoch)
-    while True:
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        order = torch.randperm(len(dataset), generator=g)[: per_epoch * cfg.batch_size].tolist()
-        # the loader's own generator: creating it must not draw from the global RNG, or a resumed
-        # run would diverge from an uninterrupted one
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch_size, sampler=order[offset * cfg.batch_size:], collate_fn=collate,
-            num_workers=cfg.workers, generator=g,
-        )
-        yield from loader
-        epoch, offset = epoch + 1, 0
 
 
 def _schedule(cfg: DetectionConfig, per_epoch: int):
@@ -74,17 +57,35 @@ def _schedule(cfg: DetectionConfig, per_epoch: int):
     return total, factor
 
 
-def train_step(model, images, targets, optimizer, cfg: DetectionConfig) -> dict[str, float]:
-    """One SGD step on a list batch; returns the detached losses. Raises on a non-finite loss."""
-    losses = model(images, targets)
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def train_step(model, images, targets, optimizer, cfg: DetectionConfig, *, scaler: torch.amp.GradScaler | None = None,
+               device: torch.device | None = None) -> dict[str, float]:
+    """One optimiser step on a list batch; returns the detached losses. Raises on a non-finite loss.
+
+    ``model`` may be wrapped in DDP. Targets that carry ``"sample_seed"`` (the training stream's)
+    make the RPN / RoI sampling of each image a function of its own seed
+    (:func:`gald.models.detector.sampling_seeds`). Under ``cfg.amp`` the forward runs in autocast;
+    ``scaler`` (a GradScaler, enabled for fp16) scales the loss.
+    """
+    device = device or images[0].device
+    seeds = [int(t["sample_seed"]) for t in targets] if all("sample_seed" in t for t in targets) else None
+    with autocast(cfg, device), sampling_seeds(_unwrap(model), seeds):
+        losses = model(images, targets)
+    losses = {k: v.float() for k, v in losses.items()}
     loss = sum(losses.values())
     if not torch.isfinite(loss):
         raise FloatingPointError("non-finite loss: " + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items()))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
+    scaler.scale(loss).backward()
     if cfg.max_grad_norm:
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     return {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
 
 
@@ -127,24 +128,28 @@ def evaluate(model, dataset, classes: list[str], device: torch.device, *, masks:
     return results
 
 
-def _state(model, optimizer, scheduler, step, cfg, history) -> dict:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "rng": ckpt.rng_state(), "config": {"train": cfg.to_dict(), "model": model.config},
-            "history": history, "format_version": 1}
-
-
 def fit(cfg: DetectionConfig) -> dict:
-    """Train, evaluate and save; returns the summary (also written to ``metrics.json``)."""
-    with run_logging(cfg.run_dir):
-        return _fit(cfg)
+    """Train, evaluate and save; returns the summary (also written to ``metrics.json``).
+
+    One process, or DDP under ``torchrun`` (NCCL on CUDA, gloo on CPU; SyncBatchNorm on CUDA with
+    more than one process): ``cfg.batch_size`` is the global batch, split evenly over the processes.
+    Rank 0 writes every file and evaluates.
+    """
+    check_world_size(cfg.batch_size)  # one line before any process joins the group
+    with contextlib.ExitStack() as cleanup:
+        return _fit(cfg, cleanup)
 
 
-def _fit(cfg: DetectionConfig) -> dict:
+def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     device = resolve_device(cfg.device)
+    distributed = dist.init_distributed(device)
+    world = check_world_size(cfg.batch_size, dist.world_size())
     run_dir = cfg.run_dir
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    seed_everything(cfg.seed)
+    if dist.is_main():
+        cleanup.enter_context(run_logging(run_dir))
+        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    seed_everything(cfg.seed + dist.rank())
     train_set, val_set, classes = build_detection_data(cfg)
     model = build_detector(detector_config(cfg, len(classes) + 1))
     if cfg.init_from:
@@ -152,32 +157,40 @@ def _fit(cfg: DetectionConfig) -> dict:
         load_state_dict_checked(model, state.get("model", state), what=cfg.init_from)
         log.info("initialised weights from %s (fresh optimiser and schedule)", cfg.init_from)
     model.to(device)
+    model = dist.maybe_sync_batchnorm(model, device, cfg.sync_bn)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("detector %s context=%s placement=%s: %.3f M parameters; data %s: %d train / %d val images, %d classes",
-             cfg.arch, cfg.context, cfg.placement, n_params / 1e6, cfg.dataset, len(train_set), len(val_set),
-             len(classes))
+    log.info("detector %s context=%s placement=%s: %.3f M parameters; data %s: %d train / %d val images, %d classes; "
+             "global batch %d = %d process(es) × %d", cfg.arch, cfg.context, cfg.placement, n_params / 1e6, cfg.dataset,
+             len(train_set), len(val_set), len(classes), cfg.batch_size, world, cfg.batch_size // world)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     per_epoch = len(train_set) // cfg.batch_size
+    if per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size}")
     total, factor = _schedule(cfg, per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     last_path = os.path.join(run_dir, "last.pt")
     start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer,
-                                                   scheduler=scheduler)
+                                                   scheduler=scheduler, scaler=scaler)
     if resumed:
         log.info("resumed from %s at step %d", resumed, start)
+    net = model
+    if distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     end = min(total, cfg.stop_at) if cfg.stop_at else total
-    batches = _batches(train_set, cfg, start)
+    batches = detection_batches(train_set, cfg.batch_size, rank=dist.rank(), world_size=world, seed=cfg.seed,
+                                start_step=start, workers=cfg.workers)
     model.train()
     t0, cpu0 = time.perf_counter(), time.process_time()
     meter = LossMeter()
     for step in range(start, end):
         images, targets = next(batches)
-        images = [im.to(device) for im in images]
-        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         try:
-            losses = train_step(model, images, targets, optimizer, cfg)
+            losses = train_step(model, images, targets, optimizer, cfg, scaler=scaler, device=device)
         except FloatingPointError as err:
             raise non_finite_stop(err, step + 1, scheduler.get_last_lr()[0], last_path) from None
         scheduler.step()
@@ -189,27 +202,36 @@ def _fit(cfg: DetectionConfig) -> dict:
             log.info("step %d/%d loss %.4f (%s) lr %.3g", done, total, avg["loss"],
                      ", ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in avg.items() if k != "loss"),
                      scheduler.get_last_lr()[0])
-        if cfg.eval_interval and done % cfg.eval_interval == 0 and done < total:
-            res = evaluate(model, val_set, classes, device, masks=cfg.masks, batch_size=cfg.eval_batch_size,
+        if cfg.eval_interval and done % cfg.eval_interval == 0 and done < total and dist.is_main():
+            # rank 0 evaluates; the others wait in the next step's gradient all-reduce
+            res = evaluate(net, val_set, classes, device, masks=cfg.masks, batch_size=cfg.eval_batch_size,
                            mask_threshold=cfg.mask_threshold)
             history["val"].append({"step": done, "voc07_mAP": res["voc07_mAP"], "box_AP": res["box"]["AP"]})
             log.info("step %d: val VOC07 mAP %.2f, box AP %.2f", done, res["voc07_mAP"], res["box"]["AP"])
         if done % cfg.checkpoint_interval == 0 or done == end:
-            ckpt.save_checkpoint(_state(model, optimizer, scheduler, done, cfg, history), last_path)
+            try:
+                check_finite_state(net)
+            except FloatingPointError as err:
+                raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
+            if dist.is_main():
+                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history), last_path)
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    dist.cleanup()  # the processes are done with each other; rank 0 evaluates and writes alone
     if end < total:
         log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, total)
         return {"stopped_at": end, "history": history}
+    if not dist.is_main():
+        return {"rank": dist.rank(), "history": history}
 
     e0 = time.perf_counter()
-    final = evaluate(model, val_set, classes, device, masks=cfg.masks, batch_size=cfg.eval_batch_size,
+    final = evaluate(net, val_set, classes, device, masks=cfg.masks, batch_size=cfg.eval_batch_size,
                      mask_threshold=cfg.mask_threshold)
     summary = {
         "name": cfg.name, "iterations": total, "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(train_cpu, 1), "eval_seconds": round(time.perf_counter() - e0, 1),
         "parameters": n_params, "classes": classes, "final": final,
         "final_train_loss": history["train"][-1]["loss"] if history["train"] else None,
-        "device": str(device), "torch": torch.__version__,
+        "device": str(device), "world_size": world, "amp": cfg.amp, "torch": torch.__version__,
     }
     log.info("%s: VOC07 mAP@0.5 %.2f (area %.2f), COCO box AP %.2f%s on %d images", cfg.name, final["voc07_mAP"],
              final["voc_area_mAP"], final["box"]["AP"],
@@ -217,7 +239,7 @@ def _fit(cfg: DetectionConfig) -> dict:
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(summary, f, indent=2, allow_nan=True)
     ckpt.save_checkpoint(
-        {"model": model.state_dict(), "config": {"train": cfg.to_dict(), "model": model.config}, "classes": classes,
+        {"model": net.state_dict(), "config": {"train": cfg.to_dict(), "model": net.config}, "classes": classes,
          "metrics": {"voc07_mAP": final["voc07_mAP"], "box_AP": final["box"]["AP"],
                      **({"mask_AP": final["mask"]["AP"]} if "mask" in final else {})},
          "format_version": 1},

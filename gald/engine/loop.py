@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Mapping
 
-__all__ = ["LossMeter", "non_finite_stop"]
+import torch
+from torch import nn
+
+from gald.engine.checkpoint import rng_state
+
+__all__ = ["LossMeter", "non_finite_stop", "check_world_size", "check_finite_state", "training_state"]
 
 
 class LossMeter:
@@ -33,3 +40,41 @@ def non_finite_stop(err: Exception, step: int, lr: float, last_path: str) -> Flo
     return FloatingPointError(
         f"stopping at step {step}: {err}; lr={lr:.3g}. The last good checkpoint ({last_path}) was left untouched."
     )
+
+
+def check_world_size(global_batch: int, world_size: int | None = None) -> int:
+    """The world size (``torchrun``'s ``WORLD_SIZE`` unless given), or one line naming both numbers
+    when the global batch cannot be split evenly over the processes: checked before any process
+    joins the group or trains."""
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else int(world_size)
+    if world > global_batch:
+        raise ValueError(f"{world} processes (--nproc_per_node × nodes) for a global batch_size of {global_batch}: "
+                         "each process needs at least one image; use at most batch_size processes")
+    if global_batch % world:
+        raise ValueError(f"global batch_size {global_batch} is not divisible by the world size {world}")
+    return world
+
+
+def check_finite_state(model: nn.Module) -> None:
+    """Raise ``FloatingPointError`` naming the first parameter or buffer (e.g. a BatchNorm running
+    variance) that holds a NaN or an infinity: such a state is never written as a checkpoint."""
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise FloatingPointError(f"non-finite model state: {name} holds NaN or inf")
+
+
+def training_state(model: nn.Module, optimizer, scheduler, scaler, step: int, cfg, history: dict) -> dict:
+    """The ``last.pt`` of both tasks: everything :func:`gald.engine.checkpoint.resume_training`
+    restores (model, optimiser, scheduler, GradScaler, RNG states), the step, the config and the
+    history. ``model`` is the bare model (not its DDP wrapper)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": step,
+        "rng": rng_state(),
+        "config": {"train": cfg.to_dict(), "model": model.config},
+        "history": history,
+        "format_version": 1,
+    }

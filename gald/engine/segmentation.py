@@ -32,7 +32,7 @@ from gald.deploy.nnpack import convert_to_nnpack
 from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
 from gald.engine.inference import TestProtocol, infer
-from gald.engine.loop import LossMeter, non_finite_stop
+from gald.engine.loop import LossMeter, check_finite_state, check_world_size, non_finite_stop, training_state
 from gald.engine.memory import set_activation_checkpointing
 from gald.engine.runtime import autocast, resolve_device, run_logging, seed_everything
 from gald.losses import build_criterion
@@ -226,22 +226,9 @@ def save_curves(history: dict, path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def _checkpoint_state(model, optimizer, scheduler, scaler, step, cfg, history) -> dict:
-    return {
-        "model": unwrap(model).state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "step": step,
-        "rng": ckpt.rng_state(),
-        "config": {"train": cfg.to_dict(), "model": unwrap(model).config},
-        "history": history,
-        "format_version": 1,
-    }
-
-
 def fit(cfg: TrainConfig) -> dict:
     """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
+    check_world_size(cfg.batch_size)  # one line before any process joins the group
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 
@@ -249,9 +236,7 @@ def fit(cfg: TrainConfig) -> dict:
 def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     device = resolve_device(cfg.device)
     distributed = dist.init_distributed(device)
-    world = dist.world_size()
-    if cfg.batch_size % world:
-        raise ValueError(f"global batch_size {cfg.batch_size} is not divisible by the world size {world}")
+    world = check_world_size(cfg.batch_size, dist.world_size())
     run_dir = cfg.run_dir
     if dist.is_main():
         cleanup.enter_context(run_logging(run_dir))
@@ -337,8 +322,13 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             history["val"].append({"step": done, **{k: res.get(k) for k in _CURVE_KEYS}})
             log.info("step %d/%d: val mIoU %.2f (small %.2f, boundary %.2f)", done, cfg.iterations,
                      res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
-        if (done % cfg.checkpoint_interval == 0 or done == end) and dist.is_main():
-            ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, done, cfg, history), last_path)
+        if done % cfg.checkpoint_interval == 0 or done == end:
+            try:
+                check_finite_state(net)  # e.g. BatchNorm statistics blown up by a finite loss
+            except FloatingPointError as err:
+                raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
+            if dist.is_main():
+                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history), last_path)
     bar.close()
     if data.skipped:
         log.warning("skipped %d corrupt training images (named in the warnings above)", data.skipped)
@@ -374,7 +364,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
             json.dump(summary, f, indent=2)
         save_curves(history, os.path.join(run_dir, "curves.png"))
-        ckpt.save_checkpoint(_checkpoint_state(model, optimizer, scheduler, scaler, cfg.iterations, cfg, history), last_path)
+        ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, cfg.iterations, cfg, history), last_path)
         model_state = {
             "model": unwrap(model).state_dict(),  # parameters stay fp32 under autocast
             "config": {"train": cfg.to_dict(), "model": unwrap(model).config},

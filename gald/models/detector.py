@@ -28,13 +28,16 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -57,6 +60,8 @@ __all__ = [
     "ResidualGALD",
     "ContextOnP5",
     "build_context_block",
+    "SeededSampler",
+    "sampling_seeds",
     "resnet_fpn_backbone",
     "faster_rcnn_fpn",
     "mask_rcnn_fpn",
@@ -294,6 +299,65 @@ def context_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(block.parameters()) if block is not None else []
 
 
+class SeededSampler(BalancedPositiveNegativeSampler):
+    """torchvision's positive / negative sampler (RPN anchors, RoI proposals) that, under
+    :func:`sampling_seeds`, draws each image's sample from that image's own seed.
+
+    torchvision draws every image's sample from the global RNG in batch order, so what an image
+    samples depends on the images before it: two processes of a DDP step draw differently from one
+    process on the concatenated batch, and a resumed run differs from an uninterrupted one unless
+    the RNG is restored exactly. Seeded, an image samples the same anchors and RoIs in whatever
+    batch, position or process it is. Without seeds it is torchvision's sampler.
+
+    Args:
+        batch_size_per_image: samples per image.
+        positive_fraction: the largest share of positives.
+        stream: 0 for the RPN, 1 for the RoI heads: the two samplers of one image draw differently.
+    """
+
+    def __init__(self, batch_size_per_image: int, positive_fraction: float, *, stream: int) -> None:
+        super().__init__(batch_size_per_image, positive_fraction)
+        self.stream = stream
+        self.seeds: list[int] | None = None
+
+    def __call__(self, matched_idxs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if self.seeds is None:
+            return super().__call__(matched_idxs)
+        if len(self.seeds) != len(matched_idxs):
+            raise ValueError(f"{len(self.seeds)} sampling seeds for a batch of {len(matched_idxs)} images")
+        pos, neg = [], []
+        for matched, seed in zip(matched_idxs, self.seeds):
+            cuda = [] if not matched.is_cuda else [matched.device.index if matched.device.index is not None
+                                                   else torch.cuda.current_device()]
+            with torch.random.fork_rng(devices=cuda):  # the global RNG is left as it was
+                state = int(np.random.SeedSequence([seed, self.stream]).generate_state(1)[0])
+                torch.default_generator.manual_seed(state)
+                for index in cuda:
+                    torch.cuda.default_generators[index].manual_seed(state)
+                (p,), (n,) = super().__call__([matched])
+            pos.append(p)
+            neg.append(n)
+        return pos, neg
+
+
+@contextmanager
+def sampling_seeds(model: nn.Module, seeds: Sequence[int] | None) -> Iterator[None]:
+    """While active, the detector's :class:`SeededSampler` s draw image ``i``'s sample from
+    ``seeds[i]`` (one per image of the next forward; ``None``: torchvision's global-RNG sampling)."""
+    samplers = [s for s in (model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler) if isinstance(s, SeededSampler)]
+    for s in samplers:
+        s.seeds = None if seeds is None else [int(x) for x in seeds]
+    try:
+        yield
+    finally:
+        for s in samplers:
+            s.seeds = None
+
+
+def _seeded(sampler: BalancedPositiveNegativeSampler, stream: int) -> SeededSampler:
+    return SeededSampler(sampler.batch_size_per_image, sampler.positive_fraction, stream=stream)
+
+
 def _detector(
     kind: str,
     *,
@@ -334,10 +398,14 @@ def _detector(
         box_predictor=FastRCNNPredictor(representation_size, num_classes), **kwargs,
     )
     if kind == "faster":
-        return FasterRCNN(body, **common)
-    mask_head = MaskRCNNHeads(fpn_channels, (mask_channels,) * 4, 1)
-    mask_predictor = MaskRCNNPredictor(mask_channels, mask_channels, num_classes)
-    return MaskRCNN(body, mask_head=mask_head, mask_predictor=mask_predictor, **common)
+        model = FasterRCNN(body, **common)
+    else:
+        mask_head = MaskRCNNHeads(fpn_channels, (mask_channels,) * 4, 1)
+        mask_predictor = MaskRCNNPredictor(mask_channels, mask_channels, num_classes)
+        model = MaskRCNN(body, mask_head=mask_head, mask_predictor=mask_predictor, **common)
+    model.rpn.fg_bg_sampler = _seeded(model.rpn.fg_bg_sampler, stream=0)
+    model.roi_heads.fg_bg_sampler = _seeded(model.roi_heads.fg_bg_sampler, stream=1)
+    return model
 
 
 _DEFAULTS: dict[str, Any] = dict(
