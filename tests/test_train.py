@@ -115,6 +115,25 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert _open_run_logs() == []
 
 
+def test_non_finite_batchnorm_statistics_stop_before_the_checkpoint_is_written(tmp_path, monkeypatch):
+    """A finite loss can leave infinite BatchNorm running variances (e.g. --lr 1e6): the state is
+    checked before every checkpoint, so last.pt keeps the last good state."""
+    real, calls = segmentation.train_step, {"n": 0}
+
+    def blow_up_at_three(model, *args, **kwargs):
+        losses = real(model, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            segmentation.unwrap(model).backbone.bn1.running_var.fill_(float("inf"))
+        return losses
+
+    monkeypatch.setattr(segmentation, "train_step", blow_up_at_three)
+    with pytest.raises(FloatingPointError, match=r"step 4: non-finite model state: backbone\.bn1\.running_var"):
+        train.main(_cfg(tmp_path, name="inf", iterations=8))  # checkpoints at steps 2, 4, 6, 8
+    state = load_checkpoint(tmp_path / "inf" / "last.pt")
+    assert state["step"] == 2 and torch.isfinite(state["model"]["backbone.bn1.running_var"]).all()
+
+
 @pytest.mark.parametrize("amp,channels_last", [("bf16", True), ("bf16", False), ("none", True)])
 def test_bf16_autocast_and_channels_last_on_cpu(tmp_path, amp, channels_last):
     summary = train.main(_cfg(tmp_path, name=f"{amp}-{channels_last}", iterations=2, amp=amp, channels_last=channels_last))
