@@ -79,6 +79,7 @@ class RunConfig:
     stop_at: int | None = None  # stop after this step, as if interrupted (resume later)
     amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 with a GradScaler)
     sync_bn: bool = True  # SyncBatchNorm under DDP on CUDA (world size > 1)
+    dist_timeout: float = 1800.0  # seconds for the processes to form a group (and for any collective)
 
     def __post_init__(self) -> None:
         check_choice("amp", self.amp, AMP_MODES)

@@ -77,16 +77,17 @@ def detection_cli(argv: list[str] | None = None) -> dict:
     with _one_line_errors(parser):
         cfg = config_from_args(args, DetectionConfig)
         check_world_size(cfg.batch_size)
-    return detection.fit(cfg)
+    with _one_line_errors(parser, TimeoutError):  # a process group that never formed
+        return detection.fit(cfg)
 
 
 @contextlib.contextmanager
-def _one_line_errors(parser: argparse.ArgumentParser):
+def _one_line_errors(parser: argparse.ArgumentParser, errors: tuple | type = (KeyError, ValueError, OSError)):
     """A bad config (unknown key, bad value, missing file, a world size that does not divide the
-    batch): one line and exit code 2, before anything is built."""
+    batch) or a process group that never formed: one line and exit code 2."""
     try:
         yield
-    except (KeyError, ValueError, OSError) as err:
+    except errors as err:
         parser.exit(2, f"{parser.prog}: error: {err.args[0] if isinstance(err, KeyError) else err}\n")
 
 
@@ -107,7 +108,8 @@ def cli(argv: list[str] | None = None) -> dict:
         if cfg.dataset == "synthetic":
             synthetic.check_version(cfg.synthetic_version)
         check_world_size(cfg.batch_size)
-    return fit(cfg)
+    with _one_line_errors(parser, TimeoutError):  # a process group that never formed
+        return fit(cfg)
 
 
 if __name__ == "__main__":

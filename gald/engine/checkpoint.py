@@ -81,11 +81,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def resume_training(
     resume: str | None, last_path: str, *, model: torch.nn.Module, optimizer, scheduler, scaler=None,
+    rank: int = 0, world_size: int = 1,
 ) -> tuple[int, dict, str | None]:
     """Restore a run from ``resume`` (a ``last.pt``; ``"auto"``: ``last_path`` when it exists).
 
     Loads the model (strictly), the optimiser, the scheduler, the GradScaler when given, and the RNG
-    states; the caller's data stream is a function of the step, so it continues exactly. Returns
+    states — process ``rank``'s own when the checkpoint holds one per process of the same world size;
+    the caller's data stream is a function of the step, so it continues exactly. Returns
     ``(step, history, path)``, or ``(0, empty history, None)`` when there is nothing to resume.
     """
     path = last_path if resume == "auto" and os.path.isfile(last_path) else resume
@@ -97,5 +99,6 @@ def resume_training(
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and "scaler" in state:  # detection checkpoints before 0.2.0 have none
         scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    ranks = state.get("rng_ranks")
+    set_rng_state(ranks[rank] if ranks is not None and len(ranks) == world_size else state["rng"])
     return state["step"], state["history"], path

@@ -16,6 +16,7 @@ class names, metrics — what :func:`gald.engine.predictor.load_detector` loads)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -136,13 +137,16 @@ def fit(cfg: DetectionConfig) -> dict:
     Rank 0 writes every file and evaluates.
     """
     check_world_size(cfg.batch_size)  # one line before any process joins the group
+    if cfg.resume is None and dist.elastic_restart_count() > 0:
+        # torchrun restarted the group after a failure: every worker continues from last.pt
+        cfg = dataclasses.replace(cfg, resume="auto")
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 
 
 def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     device = resolve_device(cfg.device)
-    distributed = dist.init_distributed(device)
+    distributed = dist.init_distributed(device, timeout=cfg.dist_timeout)
     world = check_world_size(cfg.batch_size, dist.world_size())
     run_dir = cfg.run_dir
     if dist.is_main():
@@ -171,10 +175,11 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     last_path = os.path.join(run_dir, "last.pt")
-    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer,
-                                                   scheduler=scheduler, scaler=scaler)
+    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler,
+                                                   scaler=scaler, rank=dist.rank(), world_size=world)
     if resumed:
-        log.info("resumed from %s at step %d", resumed, start)
+        log.info("resumed from %s at step %d%s", resumed, start,
+                 f" (torchrun restart {dist.elastic_restart_count()})" if dist.elastic_restart_count() else "")
     net = model
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -213,15 +218,18 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
                 check_finite_state(net)
             except FloatingPointError as err:
                 raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
+            rng_ranks = dist.all_gather_object(ckpt.rng_state()) if distributed else None
             if dist.is_main():
-                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history), last_path)
+                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history, rng_ranks),
+                                     last_path)
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    rank = dist.rank()  # read before the group is gone (then every process would say rank 0)
     dist.cleanup()  # the processes are done with each other; rank 0 evaluates and writes alone
     if end < total:
         log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, total)
         return {"stopped_at": end, "history": history}
-    if not dist.is_main():
-        return {"rank": dist.rank(), "history": history}
+    if rank != 0:
+        return {"rank": rank, "history": history}
 
     e0 = time.perf_counter()
     final = evaluate(net, val_set, classes, device, masks=cfg.masks, batch_size=cfg.eval_batch_size,

@@ -3,8 +3,10 @@ with several. BatchNorm becomes SyncBatchNorm only on CUDA with world size > 1."
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -12,19 +14,48 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["init_distributed", "world_size", "rank", "is_main", "maybe_sync_batchnorm", "all_reduce_sum", "cleanup"]
+__all__ = [
+    "init_distributed", "world_size", "rank", "is_main", "maybe_sync_batchnorm", "all_reduce_sum", "all_gather_object",
+    "elastic_restart_count", "cleanup",
+]
 
 
-def init_distributed(device: torch.device) -> bool:
-    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); NCCL on CUDA, gloo on CPU."""
+def init_distributed(device: torch.device, timeout: float = 1800.0) -> bool:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); NCCL on CUDA, gloo on CPU.
+
+    ``timeout`` (seconds) bounds the wait for every process to join and any later collective; a
+    group that does not form in time raises ``TimeoutError`` naming the address and the sizes.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend)
+    try:
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
+    except dist.DistError as err:
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        raise TimeoutError(
+            f"the process group of {os.environ['WORLD_SIZE']} processes did not form within {timeout:g} s at {where} "
+            f"(this is rank {os.environ.get('RANK', '?')}): start every node with the same rendezvous endpoint, "
+            f"or raise dist_timeout ({type(err).__name__})"
+        ) from None
     log.info("process group: backend=%s rank=%d world_size=%d", backend, rank(), world_size())
     return True
+
+
+def elastic_restart_count() -> int:
+    """How many times ``torchrun`` has restarted this worker group (0 outside ``torchrun``)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """``obj`` of every process, in rank order (``[obj]`` in one process)."""
+    if not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def world_size() -> int:

@@ -63,11 +63,15 @@ def check_finite_state(model: nn.Module) -> None:
             raise FloatingPointError(f"non-finite model state: {name} holds NaN or inf")
 
 
-def training_state(model: nn.Module, optimizer, scheduler, scaler, step: int, cfg, history: dict) -> dict:
+def training_state(model: nn.Module, optimizer, scheduler, scaler, step: int, cfg, history: dict,
+                   rng_ranks: list | None = None) -> dict:
     """The ``last.pt`` of both tasks: everything :func:`gald.engine.checkpoint.resume_training`
     restores (model, optimiser, scheduler, GradScaler, RNG states), the step, the config and the
-    history. ``model`` is the bare model (not its DDP wrapper)."""
-    return {
+    history. ``model`` is the bare model (not its DDP wrapper). ``rng_ranks``: every process's RNG
+    states under DDP (``gald.engine.distributed.all_gather_object(rng_state())``), so that each
+    resumes its own (dropout draws from them)."""
+    extra = {"rng_ranks": rng_ranks} if rng_ranks is not None and len(rng_ranks) > 1 else {}
+    return {**extra,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),

@@ -12,6 +12,7 @@ as :mod:`gald.engine.detection`'s, and are reused by :mod:`gald.engine.evaluatio
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -229,13 +230,16 @@ def save_curves(history: dict, path: str) -> None:
 def fit(cfg: TrainConfig) -> dict:
     """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
     check_world_size(cfg.batch_size)  # one line before any process joins the group
+    if cfg.resume is None and dist.elastic_restart_count() > 0:
+        # torchrun restarted the group after a failure: every worker continues from last.pt
+        cfg = dataclasses.replace(cfg, resume="auto")
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 
 
 def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     device = resolve_device(cfg.device)
-    distributed = dist.init_distributed(device)
+    distributed = dist.init_distributed(device, timeout=cfg.dist_timeout)
     world = check_world_size(cfg.batch_size, dist.world_size())
     run_dir = cfg.run_dir
     if dist.is_main():
@@ -279,10 +283,11 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         ignore_index=cfg.ignore_index,
     )
     last_path = os.path.join(run_dir, "last.pt")
-    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer,
-                                                   scheduler=scheduler, scaler=scaler)
+    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler,
+                                                   scaler=scaler, rank=dist.rank(), world_size=world)
     if resumed:
-        log.info("resumed from %s at step %d", resumed, start)
+        log.info("resumed from %s at step %d%s", resumed, start,
+                 f" (torchrun restart {dist.elastic_restart_count()})" if dist.elastic_restart_count() else "")
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -327,8 +332,10 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
                 check_finite_state(net)  # e.g. BatchNorm statistics blown up by a finite loss
             except FloatingPointError as err:
                 raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
+            rng_ranks = dist.all_gather_object(ckpt.rng_state()) if distributed else None
             if dist.is_main():
-                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history), last_path)
+                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history, rng_ranks),
+                                     last_path)
     bar.close()
     if data.skipped:
         log.warning("skipped %d corrupt training images (named in the warnings above)", data.skipped)
