@@ -52,7 +52,7 @@ def run_cell(variant: str, seed: int, *, results_dir: str, work_dir: str, settin
         with open(path) as f:
             return json.load(f)
     cfg = load_detection_config(None, **settings, context=variant, seed=seed, name=f"detection-{variant}-s{seed}",
-                                output_dir=work_dir)
+                                output_dir=work_dir, resume="auto")  # an interrupted cell continues
     cpu0, wall0 = time.process_time(), time.perf_counter()
     summary = train_main(cfg)
     cell = {

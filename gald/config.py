@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gald.errors import ConfigError, InputFileError
+
 T = TypeVar("T")
 
 __all__ = [
@@ -38,13 +40,15 @@ NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors'
 FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
 
 
-class UnknownChoiceError(ValueError, KeyError):
+class UnknownChoiceError(ConfigError, KeyError):
     """A value outside its choice list, or a name missing from a registry (models, GA modules,
-    datasets, ...): the one error type of every such check. It is a ``ValueError`` (a bad value) and
-    a ``KeyError`` (a registry miss), so code that catches either keeps working."""
+    datasets, ...): the one error type of every such check. A :class:`~gald.errors.GaldError`, and
+    both a ``ValueError`` (a bad value) and a ``KeyError`` (a registry miss), so code that catches
+    either keeps working."""
 
-    def __str__(self) -> str:
-        return str(self.args[0])  # KeyError would quote the message
+
+class UnknownKeyError(ConfigError, KeyError):
+    """A config key (in a file or an override) that the config class does not have."""
 
 
 def check_choice(name: str, value: Any, choices: Iterable) -> None:
@@ -75,6 +79,7 @@ class RunConfig:
     workers: int = 0
     device: str = "auto"
     resume: str | None = None  # a last.pt, or "auto": runs/<name>/last.pt when it exists
+    overwrite: bool = False  # replace the run in runs/<name> (else a folder holding a checkpoint is refused)
     init_from: str | None = None  # weights to start from, with a fresh optimiser and schedule
     stop_at: int | None = None  # stop after this step, as if interrupted (resume later)
     amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 with a GradScaler)
@@ -165,9 +170,9 @@ class TrainConfig(RunConfig):
         check_choice("normalization", self.normalization, NORMALIZATIONS)
         check_choice("mode", self.mode, FIDELITY_MODES)
         if len(self.crop_size) != 2:
-            raise ValueError(f"crop_size needs [height, width], got {self.crop_size}")
+            raise ConfigError(f"crop_size needs [height, width], got {self.crop_size}")
         if self.iterations < 1 or self.batch_size < 1:
-            raise ValueError("iterations and batch_size must be positive")
+            raise ConfigError("iterations and batch_size must be positive")
 
 
 #: Keys added to :class:`TrainConfig` after checkpoints were written with it, and the value those
@@ -199,8 +204,8 @@ def _check_keys(keys: typing.Iterable[str], source: str, cls: type, *, file: boo
                              (TrainConfig, "segmentation", "drop --task detection")):
         # a file of the other task: several keys, all of them the other config's (not one typo)
         if file and other is not cls and len(unknown) >= 3 and set(unknown) <= set(_fields(other)):
-            raise KeyError(f"{source} is a {task} config (its keys {unknown[:4]} are {other.__name__} keys): {fix}")
-    raise KeyError(f"unknown {cls.__name__} key(s) {unknown} in {source}; valid keys: {sorted(valid)}")
+            raise UnknownKeyError(f"{source} is a {task} config (its keys {unknown[:4]} are {other.__name__} keys): {fix}")
+    raise UnknownKeyError(f"unknown {cls.__name__} key(s) {unknown} in {source}; valid keys: {sorted(valid)}")
 
 
 def load_config(path: str | os.PathLike | None = None, *, cls: type = TrainConfig, **overrides: Any):
@@ -208,10 +213,15 @@ def load_config(path: str | os.PathLike | None = None, *, cls: type = TrainConfi
     (:class:`TrainConfig`; detection passes its ``DetectionConfig``)."""
     values: dict[str, Any] = {}
     if path is not None:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as err:
+            raise InputFileError(f"cannot read config file {os.fspath(path)!r}: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{os.fspath(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{os.fspath(path)!r} must hold a flat mapping of config keys")
+            raise ConfigError(f"{os.fspath(path)!r} must hold a flat mapping of config keys")
         _check_keys(data, os.fspath(path), cls, file=True)
         values.update(data)
     _check_keys(overrides, "overrides", cls)
@@ -326,11 +336,11 @@ class DetectionConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.dataset not in ("synthetic", "voc", "coco"):
-            raise ValueError(f"dataset must be 'synthetic', 'voc' or 'coco', got {self.dataset!r}")
+            raise ConfigError(f"dataset must be 'synthetic', 'voc' or 'coco', got {self.dataset!r}")
         if len(self.image_size) != 2:
-            raise ValueError(f"image_size needs [height, width], got {self.image_size}")
+            raise ConfigError(f"image_size needs [height, width], got {self.image_size}")
         if self.iterations < 1 or self.batch_size < 1:
-            raise ValueError("iterations and batch_size must be positive")
+            raise ConfigError("iterations and batch_size must be positive")
 
     @property
     def masks(self) -> bool:

@@ -20,6 +20,7 @@ import logging
 import sys
 
 from gald.deploy.official import convert
+from gald.errors import add_debug_argument, command_errors
 
 # Deprecated aliases (moved to gald.deploy.official in 0.2.0), kept for one minor release.
 from gald.deploy.official import PREFIXES, gald_to_official, load_official, official_to_gald  # noqa: F401
@@ -32,9 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", help="the authors' .pth state dict")
     parser.add_argument("dst", help="gald checkpoint to write")
     parser.add_argument("--arch", default="gald_resnet101", choices=["gald_resnet50", "gald_resnet101"])
-    parser.add_argument("--force", action="store_true", help="replace an existing output file")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
-    convert(args.src, args.dst, arch=args.arch, force=args.force)
+    with command_errors(parser.prog, debug=args.debug):
+        convert(args.src, args.dst, arch=args.arch, force=args.force)
     return 0
 
 

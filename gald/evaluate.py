@@ -27,13 +27,16 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 
 from gald.engine.evaluation import evaluate_checkpoint
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
 from gald.metrics.ld_effect import format_ld_effect, ld_effect_summary
 from gald.metrics.segmentation import format_class_row, format_table
-from gald.models import LD_ARRANGEMENTS, WrongTaskError, read_checkpoint, require_task
+from gald.errors import ConfigError, OutputExistsError, add_debug_argument, command_errors
+from gald.files import check_output
+from gald.models import LD_ARRANGEMENTS, read_checkpoint, require_task
 
 # Deprecated aliases (moved to gald.engine.inference in 0.2.0), kept for one minor release.
 from gald.engine.inference import NORMALIZATIONS, checkpoint_normalization  # noqa: F401
@@ -64,6 +67,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--export-dir", default=None,
                         help="write full-resolution predictions here (labelIds for Cityscapes: test-server format)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out, write into a non-empty --export-dir")
+    add_debug_argument(parser)
     add_protocol_arguments(parser)
     return parser
 
@@ -84,16 +89,21 @@ def _format_ld_effect(results: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    with command_errors(parser.prog, debug=args.debug):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> dict:
+    if args.out:
+        check_output(args.out, inputs=[args.checkpoint], force=args.force, what="--out")
+    if args.export_dir and os.path.isdir(args.export_dir) and os.listdir(args.export_dir) and not args.force:
+        raise OutputExistsError(f"--export-dir {args.export_dir!r} is not empty; pass --force to write into it")
     ckpt = read_checkpoint(args.checkpoint)
-    try:
-        require_task(ckpt, "segmentation", what=args.checkpoint)
-    except WrongTaskError as err:
-        parser.exit(2, f"error: {err}\n")
+    require_task(ckpt, "segmentation", what=args.checkpoint)
     block = ckpt.get("config", {}).get("model", {}).get("block", "gald")
     if args.ld_effect and block not in LD_ARRANGEMENTS:
-        print(f"error: {args.checkpoint}: --ld-effect needs a model with LD (block one of {list(LD_ARRANGEMENTS)}); "
-              f"this one has block {block!r}", file=sys.stderr)
-        raise SystemExit(2)
+        raise ConfigError(f"{args.checkpoint}: --ld-effect needs a model with LD (block one of {list(LD_ARRANGEMENTS)}); "
+                          f"this one has block {block!r}")
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size")
     results = evaluate_checkpoint(
         args.checkpoint, dataset=args.dataset, data_root=args.data_root, split=args.split, num_val=args.num_val,

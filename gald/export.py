@@ -15,6 +15,8 @@ import logging
 import sys
 
 from gald.deploy.export import export_onnx, onnx_max_abs_diff
+from gald.errors import add_debug_argument, command_errors
+from gald.files import check_output
 from gald.models import load_model
 
 log = logging.getLogger("gald.export")
@@ -29,13 +31,17 @@ def main(argv: list[str] | None = None) -> float | None:
     parser.add_argument("--height", type=int, default=128, help="example height for tracing")
     parser.add_argument("--width", type=int, default=256, help="example width for tracing")
     parser.add_argument("--check", action="store_true", help="compare with PyTorch in onnxruntime")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
-    model = load_model(args.checkpoint).eval()
-    export_onnx(model, args.out, example_size=(args.height, args.width))
-    if args.check:
-        diff = onnx_max_abs_diff(model, args.out)
-        log.info("onnxruntime vs PyTorch: max abs difference %.3g", diff)
-        return diff
+    with command_errors(parser.prog, debug=args.debug):
+        check_output(args.out, inputs=[args.checkpoint], force=args.force, what="--out")
+        model = load_model(args.checkpoint, task="segmentation").eval()
+        export_onnx(model, args.out, example_size=(args.height, args.width))
+        if args.check:
+            diff = onnx_max_abs_diff(model, args.out)
+            log.info("onnxruntime vs PyTorch: max abs difference %.3g", diff)
+            return diff
     return None
 
 

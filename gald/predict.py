@@ -37,11 +37,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from gald.data.images import ImageError, read_image
+from gald.data.images import MAX_PIXELS, ImageError, read_image
 from gald.deploy.submission import train_ids_to_label_ids, write_label_png
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
 from gald.engine.predictor import Predictor, default_checkpoint
-from gald.models import WrongTaskError, read_checkpoint, require_task
+from gald.errors import ConfigError, MissingFileError, add_debug_argument, command_errors
+from gald.files import check_output
+from gald.models import read_checkpoint, require_task
 from gald.viz.overlays import ld_mask_image, overlay
 
 log = logging.getLogger("gald.predict")
@@ -51,13 +53,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 __all__ = ["Predictor", "find_images", "read_rgb", "main"]
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as (H, W, 3) uint8 RGB (:func:`gald.data.images.read_image`).
+def read_rgb(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """Decode an image file as (H, W, 3) uint8 RGB (:func:`gald.data.images.read_image`), refusing
+    more than ``max_pixels`` from the header, before decoding.
 
     Raises:
-        ImageError: naming the file, if it is not a readable image.
+        ImageError: naming the file, if it is not a readable image or too large.
     """
-    return read_image(path)[0]
+    return read_image(path, max_pixels=max_pixels)[0]
 
 
 def find_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
@@ -78,7 +81,7 @@ def find_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
             files = [m for m in matches if m.is_file()]
             if not files:
-                raise FileNotFoundError(f"no image file, folder or glob match for {item!r}")
+                raise MissingFileError(f"no image file, folder or glob match for {item!r}")
             found += [(m, Path(m.stem)) for m in files]
     names: dict[Path, int] = {}
     unique = []
@@ -115,24 +118,36 @@ def predict_files(
     label_ids: bool = False,
     ld_masks: bool = False,
     progress: bool = True,
+    force: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Predict every file and write its outputs; returns ``(written files, [(failed input, reason)])``."""
+    """Predict every file and write its outputs; returns ``(written files, [(failed input, reason)])``.
+
+    An output that exists is refused unless ``force``; one that is an input, always
+    (:func:`gald.files.check_output`). Unreadable or too large images are skipped and reported.
+    """
     if label_ids and predictor.train_to_label is None:
-        raise ValueError("--label-ids needs a checkpoint whose dataset has label ids (Cityscapes, Mapillary, synthetic)")
+        raise ConfigError("--label-ids needs a checkpoint whose dataset has label ids (Cityscapes, Mapillary, synthetic)")
     out = Path(out_dir)
     written: list[Path] = []
     failed: list[tuple[Path, str]] = []
     warned_no_ld = False
     crop = predictor.protocol.crop_size
+    inputs = {f.resolve() for f, _ in files}
     for file, name in tqdm(files, desc="predict", unit="img", disable=not progress):
         try:
-            image = read_rgb(file)
+            image = read_rgb(file, max_pixels=max_pixels)
         except ImageError as err:
             log.error("cannot read %s: %s", file, err)
             failed.append((file, str(err)))
             continue
         pred = predictor.predict(image)
         base = out / name
+        suffixes = ["_overlay.png", "_label.png"] + (["_labelIds.png"] if label_ids else []) + (
+            ["_ld_mean.png", "_ld_max.png"] if ld_masks else [])
+        for suffix in suffixes:
+            target = base.with_name(base.name + suffix)
+            check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
         overlay_path = base.with_name(base.name + "_overlay.png")
         _save_rgb(overlay(image, pred, predictor.palette, alpha=alpha), overlay_path)
         written.append(overlay_path)
@@ -168,21 +183,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-ids", action="store_true", help="also write dataset label ids (test-server format)")
     parser.add_argument("--ld-masks", action="store_true", help="also write LD-mask images (channel mean and max)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help="skip images with more pixels (read from the header, before decoding)")
+    add_debug_argument(parser)
     add_protocol_arguments(parser)
     parser.set_defaults(mode="auto")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    with command_errors(parser.prog, debug=args.debug):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     checkpoint = args.checkpoint or str(default_checkpoint())
     ckpt = read_checkpoint(checkpoint)
-    try:
-        require_task(ckpt, "segmentation", what=checkpoint)
-    except WrongTaskError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    require_task(ckpt, "segmentation", what=checkpoint)
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size") or [769, 769]
     predictor = Predictor.from_checkpoint(
         checkpoint, protocol=protocol_from_args(args, train_crop), normalization=args.normalization, device=device,
@@ -193,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
              len(predictor.classes), predictor.normalization, predictor.protocol)  # fmt: skip
     written, failed = predict_files(
         predictor, files, args.out, alpha=args.alpha, label_ids=args.label_ids, ld_masks=args.ld_masks,
-        progress=not args.no_progress,
+        progress=not args.no_progress, force=args.force, max_pixels=args.max_pixels,
     )  # fmt: skip
     log.info("wrote %d files to %s", len(written), args.out)
     if failed:

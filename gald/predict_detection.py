@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from gald.data.images import MAX_PIXELS, ImageError, read_image
 from gald.engine.predictor import load_detector
-from gald.models import WrongTaskError
+from gald.errors import MissingFileError, add_debug_argument, command_errors
+from gald.files import check_output
 from gald.viz.overlays import draw_detections
 
 log = logging.getLogger("gald.predict_detection")
@@ -59,24 +61,31 @@ def predict_images(
     *,
     score_threshold: float = 0.5,
     device: torch.device | str = "cpu",
+    force: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> tuple[list[Path], list[Path]]:
-    """Predict and draw every image of ``paths`` into ``output``; returns ``(written, failed)``."""
+    """Predict and draw every image of ``paths`` into ``output``; returns ``(written, failed)``.
+
+    Unreadable images, and images over ``max_pixels`` (read from the header), are skipped and
+    reported, as ``gald.predict`` does. An existing output is refused unless ``force``; an input, always.
+    """
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
+    inputs = {Path(p).resolve() for p in paths}
     written, failed = [], []
     for path in paths:
+        target = out / f"{Path(path).stem}.png"
+        check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
         try:
-            with Image.open(path) as im:
-                image = np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+            image = read_image(path, max_pixels=max_pixels)[0]
+        except ImageError as err:
             log.error("cannot read image %s: %s; skipped", path, err)
             failed.append(path)
             continue
         x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).to(device)
         pred = {k: v.cpu() for k, v in model([x])[0].items()}
         drawn = draw_detections(image, pred, classes, score_threshold=score_threshold)
-        target = out / f"{path.stem}.png"
         Image.fromarray(drawn).save(target)
         log.info("%s: %d detection(s) >= %.2f -> %s", path, int((pred["scores"] >= score_threshold).sum()),
                  score_threshold, target)
@@ -91,17 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="folder for the drawn PNGs")
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help="skip images with more pixels (read from the header, before decoding)")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
-    try:
+    with command_errors(parser.prog, debug=args.debug):
         model, classes = load_detector(args.checkpoint)
-    except WrongTaskError as err:
-        parser.exit(2, f"error: {err}\n")
-    paths = expand_inputs(args.input)
-    if not paths:
-        log.error("no images found in %s", args.input)
-        return 2
-    written, failed = predict_images(model, classes, paths, args.output, score_threshold=args.score_threshold,
-                                     device=args.device)
+        paths = expand_inputs(args.input)
+        if not paths:
+            raise MissingFileError(f"no images found in {' '.join(args.input)}")
+        written, failed = predict_images(model, classes, paths, args.output, score_threshold=args.score_threshold,
+                                         device=args.device, force=args.force, max_pixels=args.max_pixels)
     log.info("wrote %d image(s) to %s", len(written), args.output)
     if failed:
         log.error("%d image(s) could not be read: %s", len(failed), ", ".join(map(str, failed)))

@@ -21,13 +21,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 from gald.config import DetectionConfig, add_config_arguments, config_from_args
 from gald.data import synthetic
 from gald.engine import detection
 from gald.engine.loop import check_world_size
+from gald.errors import add_debug_argument, command_errors
 from gald.engine.segmentation import fit
 
 # The training API that lived here until 0.2.0, now in gald.engine: deprecated aliases, kept for one minor release.
@@ -57,6 +57,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="detection: Faster / Mask R-CNN + FPN with GALD, with its own config and flags "
                              "(python -m gald.train --task detection --help)")
     add_config_arguments(parser)
+    add_debug_argument(parser)
     return parser
 
 
@@ -67,6 +68,7 @@ def get_detection_args_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_config_arguments(parser, DetectionConfig)
+    add_debug_argument(parser)
     return parser
 
 
@@ -74,21 +76,10 @@ def detection_cli(argv: list[str] | None = None) -> dict:
     """``python -m gald.train --task detection``: parse a detection config and train it."""
     parser = get_detection_args_parser()
     args = parser.parse_args(argv)
-    with _one_line_errors(parser):
+    with command_errors(parser.prog, debug=args.debug):
         cfg = config_from_args(args, DetectionConfig)
         check_world_size(cfg.batch_size)
-    with _one_line_errors(parser, TimeoutError):  # a process group that never formed
         return detection.fit(cfg)
-
-
-@contextlib.contextmanager
-def _one_line_errors(parser: argparse.ArgumentParser, errors: tuple | type = (KeyError, ValueError, OSError)):
-    """A bad config (unknown key, bad value, missing file, a world size that does not divide the
-    batch) or a process group that never formed: one line and exit code 2."""
-    try:
-        yield
-    except errors as err:
-        parser.exit(2, f"{parser.prog}: error: {err.args[0] if isinstance(err, KeyError) else err}\n")
 
 
 def cli(argv: list[str] | None = None) -> dict:
@@ -98,17 +89,16 @@ def cli(argv: list[str] | None = None) -> dict:
     argv = [a for i, a in enumerate(argv) if not (a == "--task" or a.startswith("--task=")
                                                     or (i and argv[i - 1] == "--task"))]
     if tasks and tasks[-1] not in ("segmentation", "detection"):
-        raise SystemExit(f"--task must be 'segmentation' (default) or 'detection', got {tasks[-1]!r}")
+        get_args_parser().error(f"--task must be 'segmentation' (default) or 'detection', got {tasks[-1]!r}")
     if tasks and tasks[-1] == "detection":  # Faster / Mask R-CNN: its own config and loop
         return detection_cli(argv)
     parser = get_args_parser()
     args = parser.parse_args(argv)
-    with _one_line_errors(parser):
+    with command_errors(parser.prog, debug=args.debug):
         cfg = config_from_args(args)
         if cfg.dataset == "synthetic":
             synthetic.check_version(cfg.synthetic_version)
         check_world_size(cfg.batch_size)
-    with _one_line_errors(parser, TimeoutError):  # a process group that never formed
         return fit(cfg)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gald.convert_official import convert, gald_to_official, load_official, main
+from gald.errors import OutputExistsError
 from gald.models import NNPACKConv2d, gald_resnet50, load_model
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "official_gald_res50_keys.json").read_text())["keys"]
@@ -52,8 +53,14 @@ def test_converter_cli_writes_a_loadable_checkpoint_and_never_overwrites(tmp_pat
     x = torch.randn(1, 3, 129, 129)
     with torch.no_grad():
         torch.testing.assert_close(model(x)["out"], ref(x)["out"])
-    with pytest.raises(ValueError, match="never overwrites"):
-        convert(str(tmp_path / "official.pth"), str(tmp_path / "official.pth"), arch="gald_resnet50")
+    with pytest.raises(OutputExistsError, match="is the input.*never overwritten"):
+        convert(str(tmp_path / "official.pth"), str(tmp_path / "official.pth"), arch="gald_resnet50", force=True)
+    # the same file through a symlinked folder: compared resolved, still refused with --force
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+    before = (tmp_path / "official.pth").read_bytes()
+    with pytest.raises(OutputExistsError, match="is the input"):
+        convert(str(tmp_path / "official.pth"), str(tmp_path / "link" / "official.pth"), arch="gald_resnet50", force=True)
+    assert (tmp_path / "official.pth").read_bytes() == before
     with pytest.raises(FileExistsError, match="--force"):
         convert(str(tmp_path / "official.pth"), str(tmp_path / "gald.pt"), arch="gald_resnet50")
 

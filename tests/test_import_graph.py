@@ -48,6 +48,8 @@ ENTRY_POINTS = {
 
 # Layer of each part of the package (longest prefix wins; ``gald`` itself re-exports the models).
 LAYERS = {
+    "gald.errors": 0,
+    "gald.files": 0,
     "gald.config": 0,
     "gald.data": 1,
     "gald": 2,

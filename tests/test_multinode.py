@@ -141,8 +141,11 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_run_ends_bit_identical(tmp
     its own (no --resume flag), and the final weights equal an uninterrupted run's."""
     straight = _single_node(tmp_path, args, "straight")
     assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
-    cmd = _torchrun(["--nproc_per_node=2", "--max-restarts=1", "--master_port", str(_free_port())], args,
-                    tmp_path / "runs", "killed")
+    # the c10d rendezvous, as in scripts/slurm_train.sh. (Restarted processes once read their dead
+    # peers' addresses from the store and failed to connect, about one restart in two;
+    # init_distributed now gives every restart its own key prefix.)
+    cmd = _torchrun(["--nnodes=1", "--nproc_per_node=2", "--max-restarts=1", "--rdzv-backend=c10d",
+                     f"--rdzv-endpoint=127.0.0.1:{_free_port()}", "--rdzv-id=killed"], args, tmp_path / "runs", "killed")
     killed = subprocess.run(cmd, env=_env(tmp_path, tmp_path / "runs" / "killed", GALD_KILL_AT_CHECKPOINT="2"),
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == 0, killed.stdout[-3000:] + killed.stderr[-3000:]

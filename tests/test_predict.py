@@ -115,12 +115,14 @@ def test_without_a_checkpoint_the_shipped_model_segments_a_benchmark_scene(tmp_p
     assert (pred[valid] == scene.label[valid]).mean() > 0.85  # the shipped model: 95.7 % pixel accuracy on val
 
 
-def test_label_ids_need_a_dataset_with_label_ids(tmp_path):
+def test_label_ids_need_a_dataset_with_label_ids(tmp_path, capsys):
     torch.manual_seed(0)
     model = gald_tiny(num_classes=3, widths=(8, 8, 16, 16), head_channels=16, aux_channels=8)
     train = TrainConfig(dataset="folder", data_root=str(tmp_path)).to_dict()
     save_checkpoint({"model": model.state_dict(), "config": {"model": model.config, "train": train}}, tmp_path / "m.pt")
     Image.fromarray(make_scene(seed=0, index=0, split="val", size=(40, 70)).image).save(tmp_path / "a.png")
-    with pytest.raises(ValueError, match="--label-ids needs"):
+    with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "a.png"), "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "o"), "--label-ids"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "--label-ids needs" in err[0]
     assert not (tmp_path / "o").exists()  # checked before any file is written

@@ -58,8 +58,9 @@ def test_cli_writes_pngs_names_unreadable_images_and_fails_at_the_end(tmp_path, 
     assert Image.open(out / "c.png").size == (71, 53)
     ok = main(["--checkpoint", str(checkpoint), "--input", str(folder / "*.png"), "--output", str(tmp_path / "o2")])
     assert ok == 0 and (tmp_path / "o2" / "c.png").is_file()
-    assert main(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "nothing*.jpg"), "--output",
-                 str(tmp_path / "o3")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "nothing*.jpg"), "--output", str(tmp_path / "o3")])
+    assert exc.value.code == 2
 
 
 def test_load_detector_and_bad_checkpoint(tmp_path, checkpoint):

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from gald.config import check_choice
+from gald.errors import InputFileError
 
 from .transforms import ToTensorNormalize
 
@@ -62,7 +63,7 @@ _MODES = {"fine": "gtFine", "coarse": "gtCoarse"}
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 
 
-class CorruptImageError(OSError):
+class CorruptImageError(InputFileError):
     """An image or label file that exists but cannot be decoded.
 
     Args:

@@ -12,13 +12,19 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_FORMATS", "ImageError", "read_image", "to_rgb_uint8"]
+from gald.errors import GaldError
+
+__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "ImageError", "read_image", "to_rgb_uint8"]
+
+#: The default pixel limit of user images (predict, predict_detection, the app), checked from the
+#: header before decoding: decompression bombs are refused and memory stays bounded.
+MAX_PIXELS = 40_000_000
 
 #: Formats decoded by default (what cameras and datasets use; nothing exotic).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 
 
-class ImageError(ValueError):
+class ImageError(GaldError, ValueError):
     """An input that cannot be used as an image; the message says why and what to do."""
 
 
@@ -110,7 +116,9 @@ def read_image(
             array = np.array(im)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{name}: too many pixels to decode safely ({err})") from None
+    except UnidentifiedImageError as err:
         raise ImageError(f"{name} is not an image in a supported format ({', '.join(formats)}): {err}") from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{name} could not be decoded (truncated or corrupt?): {err}") from None

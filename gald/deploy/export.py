@@ -9,6 +9,7 @@ random inputs of two sizes and reports the largest absolute difference from PyTo
 from __future__ import annotations
 
 import logging
+import itertools
 import os
 
 import torch
@@ -43,6 +44,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, example_size: tupl
         images (N, 3, H, W) -> logits (N, K, H, W)
     """
     wrapper = _Logits(model).eval()
+    n_bytes = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+    if n_bytes >= 2**31 - 2**26:  # protobuf's 2 GB limit, with room for the graph
+        raise ValueError(f"the model's weights take {n_bytes / 2**30:.2f} GiB: too large for one self-contained ONNX file")
     example = torch.randn(2, 3, *example_size)
     dims = {
         0: torch.export.Dim("batch", min=1, max=1024),
@@ -51,7 +55,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, example_size: tupl
     }
     torch.onnx.export(
         wrapper, (example,), os.fspath(path), dynamo=True, dynamic_shapes={"images": dims},
-        input_names=["images"], output_names=["logits"],
+        input_names=["images"], output_names=["logits"], external_data=False,  # one self-contained file
     )
     log.info("wrote %s", path)
     return os.fspath(path)

@@ -17,6 +17,7 @@ import torch
 
 from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from gald.engine.checkpoint import save_checkpoint
+from gald.files import check_output
 from gald.models import MODELS, load_state_dict_checked
 from gald.models.state_dict import read_weights_file
 
@@ -109,10 +110,7 @@ def load_official(path: str | os.PathLike, *, arch: str = "gald_resnet101") -> t
 
 def convert(src: str, dst: str, *, arch: str, force: bool = False) -> str:
     """Write a ``gald`` checkpoint converted from the authors' weights; never overwrites ``src``."""
-    if os.path.abspath(src) == os.path.abspath(dst):
-        raise ValueError("the output path equals the input path; the converter never overwrites its input")
-    if os.path.exists(dst) and not force:
-        raise FileExistsError(f"{dst} exists; pass --force to replace it")
+    check_output(dst, inputs=[src], force=force, what="output")
     model = load_official(src, arch=arch)
     nc = model.num_classes
     save_checkpoint(

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import logging
 import os
+import glob
 import random
+import re
 import shutil
+import socket
 import tempfile
 from typing import Any
 
 import numpy as np
 import torch
 
+from gald.errors import CheckpointError, OutputExistsError
 from gald.models.state_dict import load_state_dict_checked, read_weights_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "resume_training", "prepare_run_dir"]
+
+#: What a finished or interrupted run leaves in its folder; ``--overwrite`` removes them first.
+RUN_FILES = ("last.pt", "model.pt", "metrics.json", "curves.png")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -33,7 +40,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    # the writer's host and pid in the name: prepare_run_dir removes it if that process died
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{socket.gethostname()}-{os.getpid()}-", suffix=".pt")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -94,6 +102,12 @@ def resume_training(
     if not path or path == "auto":
         return 0, {"train": [], "val": []}, None
     state = load_checkpoint(path)
+    missing = [k for k in ("model", "optimizer", "scheduler", "step", "rng", "history") if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"--resume {path!r} is not a training state (it lacks {', '.join(missing)}; a model.pt holds weights only): "
+            f"resume from the run's last.pt, or start from these weights with --init-from {path}"
+        )
     load_state_dict_checked(model, state["model"], what=path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -102,3 +116,53 @@ def resume_training(
     ranks = state.get("rng_ranks")
     set_rng_state(ranks[rank] if ranks is not None and len(ranks) == world_size else state["rng"])
     return state["step"], state["history"], path
+
+
+def prepare_run_dir(run_dir: str, *, resume: str | None, overwrite: bool, main: bool = True) -> None:
+    """Check that a run may write to ``run_dir`` before anything is written, and tidy it.
+
+    A folder that holds a checkpoint is never reused implicitly: it takes ``resume`` (continue it)
+    or ``overwrite`` (its :data:`RUN_FILES` are removed first, by the ``main`` process). Temp files
+    of checkpoint writes whose process has exited on this host (a kill during a write) are removed;
+    those of live processes, e.g. other DDP ranks, are kept.
+
+    Raises:
+        OutputExistsError: naming the folder, its step and the three ways on.
+    """
+    held = [name for name in ("last.pt", "model.pt") if os.path.isfile(os.path.join(run_dir, name))]
+    if held and resume is None and not overwrite:
+        step = ""
+        if "last.pt" in held:
+            try:
+                step = f" at step {load_checkpoint(os.path.join(run_dir, 'last.pt')).get('step')}"
+            except Exception:  # the refusal must not depend on the old file being readable
+                step = ""
+        raise OutputExistsError(
+            f"{run_dir} already holds a run ({' and '.join(held)}{step}); continue it with --resume auto, "
+            "replace it with --overwrite, or choose another --name"
+        )
+    if not main:
+        return
+    if overwrite and resume is None:
+        for name in RUN_FILES:
+            path = os.path.join(run_dir, name)
+            if os.path.isfile(path):
+                os.remove(path)
+                log.info("--overwrite: removed %s", path)
+    host = socket.gethostname()
+    for tmp in glob.glob(os.path.join(glob.escape(run_dir), ".tmp-*.pt")):
+        m = re.fullmatch(r"\.tmp-(.+)-(\d+)-[^-]+\.pt", os.path.basename(tmp))
+        if m is None or m.group(1) != host or _alive(int(m.group(2))):
+            continue
+        os.remove(tmp)
+        log.info("removed %s, left by an interrupted checkpoint write (process %s)", tmp, m.group(2))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from gald.errors import GroupTimeoutError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -31,11 +33,20 @@ def init_distributed(device: torch.device, timeout: float = 1800.0) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    world, rank_ = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+    limit = datetime.timedelta(seconds=timeout)
     try:
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
+        # torchrun's agent hosts the store and keeps it across restarts; outside torchrun rank 0 does.
+        # Each restart gets its own key prefix: with the same keys, a restarted process could read
+        # its dead peer's address before the new peer wrote its own, and fail to connect.
+        agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                              is_master=not agent and rank_ == 0, timeout=limit)
+        store = dist.PrefixStore(f"gald/restart_{elastic_restart_count()}", store)
+        dist.init_process_group(backend=backend, store=store, rank=rank_, world_size=world, timeout=limit)
     except dist.DistError as err:
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        raise TimeoutError(
+        raise GroupTimeoutError(
             f"the process group of {os.environ['WORLD_SIZE']} processes did not form within {timeout:g} s at {where} "
             f"(this is rank {os.environ.get('RANK', '?')}): start every node with the same rendezvous endpoint, "
             f"or raise dist_timeout ({type(err).__name__})"

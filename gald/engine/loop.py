@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gald.engine.checkpoint import rng_state
+from gald.errors import ConfigError, NonFiniteStop
 
 __all__ = ["LossMeter", "non_finite_stop", "check_world_size", "check_finite_state", "training_state"]
 
@@ -34,10 +35,10 @@ class LossMeter:
         return means
 
 
-def non_finite_stop(err: Exception, step: int, lr: float, last_path: str) -> FloatingPointError:
-    """The error that stops training at a non-finite loss (``step`` counted from 1); the last
-    checkpoint was written before this step, so it is good and says so."""
-    return FloatingPointError(
+def non_finite_stop(err: Exception, step: int, lr: float, last_path: str) -> NonFiniteStop:
+    """The error that stops training at a non-finite loss or model state (``step`` counted from 1);
+    the last checkpoint was written before this step and checked finite, so it is good and says so."""
+    return NonFiniteStop(
         f"stopping at step {step}: {err}; lr={lr:.3g}. The last good checkpoint ({last_path}) was left untouched."
     )
 
@@ -48,10 +49,10 @@ def check_world_size(global_batch: int, world_size: int | None = None) -> int:
     joins the group or trains."""
     world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else int(world_size)
     if world > global_batch:
-        raise ValueError(f"{world} processes (--nproc_per_node × nodes) for a global batch_size of {global_batch}: "
+        raise ConfigError(f"{world} processes (--nproc_per_node × nodes) for a global batch_size of {global_batch}: "
                          "each process needs at least one image; use at most batch_size processes")
     if global_batch % world:
-        raise ValueError(f"global batch_size {global_batch} is not divisible by the world size {world}")
+        raise ConfigError(f"global batch_size {global_batch} is not divisible by the world size {world}")
     return world
 
 

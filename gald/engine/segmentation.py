@@ -233,6 +233,8 @@ def fit(cfg: TrainConfig) -> dict:
     if cfg.resume is None and dist.elastic_restart_count() > 0:
         # torchrun restarted the group after a failure: every worker continues from last.pt
         cfg = dataclasses.replace(cfg, resume="auto")
+    ckpt.prepare_run_dir(cfg.run_dir, resume=cfg.resume, overwrite=cfg.overwrite,
+                         main=int(os.environ.get("RANK", "0")) == 0)
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 

@@ -19,6 +19,7 @@ Two benchmarks live here:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 from gald.experiments import stats
 from gald.config import TrainConfig, check_choice
+from gald.errors import GaldError
 from gald.data.build import build_segmentation_data
 from gald.data.synthetic import CONTEXT_CLASSES, CLASSES, LARGE_CLASSES, SMALL_CLASSES
 from gald.engine import segmentation
@@ -107,7 +109,7 @@ def _summarise(summary: dict) -> dict:
     }
 
 
-class MixedGridError(ValueError):
+class MixedGridError(GaldError, ValueError):
     """A results folder holds cells of another benchmark version, commit or pre-registration."""
 
 
@@ -176,7 +178,8 @@ def run_cell(
     if os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
-    cfg = cell_config(variant, seed, output_dir=work_dir, overrides=overrides)
+    # an interrupted cell continues from its last.pt (resume is bit-exact)
+    cfg = dataclasses.replace(cell_config(variant, seed, output_dir=work_dir, overrides=overrides), resume="auto")
     start = time.perf_counter()
     summary = segmentation.fit(cfg)
     cell = {"variant": variant, "seed": seed, "config": cfg.to_dict(), "wall_seconds": round(time.perf_counter() - start, 1),

@@ -4,10 +4,13 @@ loading whose error names the missing, unexpected and mis-shaped keys."""
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
 import torch
 from torch import nn
+
+from gald.errors import CheckpointError, InputFileError, MissingFileError
 
 __all__ = ["read_weights_file", "load_state_dict_checked"]
 
@@ -19,12 +22,35 @@ def read_weights_file(path: str | os.PathLike, *, what: str = "checkpoint") -> A
     files. ``weights_only=True`` refuses pickles that would run code.
 
     Raises:
-        FileNotFoundError: naming ``what`` and the path.
+        InputFileError: naming ``what`` and the path (missing, a folder, unreadable).
+        CheckpointError: naming the path and what it is instead: empty, truncated or not a
+            weights file, or a pickle that needs code to load.
     """
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingFileError(f"{what} not found: {path!r}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path!r}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise InputFileError(f"{what} {path!r} is not a file")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f"{what} {path!r} is empty (0 bytes): an interrupted download or copy?")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save's zip archive, or a legacy pickle
+        raise CheckpointError(f"{what} {path!r} is not a PyTorch weights file ({size} bytes)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err) or "Unsupported class" in str(err):
+            raise CheckpointError(f"{what} {path!r} holds objects other than tensors and plain containers, which gald "
+                                  "does not load (weights_only=True); save a state dict instead") from None
+        raise CheckpointError(f"{what} {path!r} is truncated or corrupt ({size} bytes)") from None
+    except (EOFError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not any(s in str(err) for s in ("zip", "archive", "PytorchStreamReader", "central directory")):
+            raise
+        raise CheckpointError(f"{what} {path!r} is truncated or corrupt ({size} bytes; {type(err).__name__})") from None
+    except OSError as err:
+        raise InputFileError(f"cannot read {what} {path!r}: {err.strerror or err}") from None
 
 
 def _first(items: list[str], n: int = 8) -> str:

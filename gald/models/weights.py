@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from gald.config import check_choice
+from gald.errors import CheckpointError
 
 from .segmentor import MODELS, build_model
 from .state_dict import load_state_dict_checked, read_weights_file
@@ -24,7 +25,7 @@ __all__ = ["TASKS", "WrongTaskError", "checkpoint_task", "require_task", "load_s
 TASKS = ("segmentation", "detection")
 
 
-class WrongTaskError(ValueError):
+class WrongTaskError(CheckpointError):
     """A checkpoint holds a model of another task than the caller needs (its message names both)."""
 
 
@@ -34,7 +35,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = read_weights_file(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(
+        raise CheckpointError(
             f"{path!r} is not a gald checkpoint: expected a dict with 'model' (state dict) and 'config', got {keys}"
         )
     return ckpt
@@ -44,7 +45,7 @@ def _model_config(ckpt: dict[str, Any], what: str) -> dict[str, Any]:
     config = ckpt.get("config", {})
     model_cfg = config.get("model", config) if isinstance(config, dict) else None
     if not isinstance(model_cfg, dict) or "arch" not in model_cfg:
-        raise ValueError(f"{what!r} has no model config ('config' → 'model' → 'arch'); cannot rebuild it")
+        raise CheckpointError(f"{what!r} has no model config ('config' → 'model' → 'arch'); cannot rebuild it")
     return dict(model_cfg)
 
 

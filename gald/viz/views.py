@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gald.data.images import IMAGE_FORMATS, ImageError, read_image, to_rgb_uint8
+from gald.data.images import IMAGE_FORMATS, MAX_PIXELS, ImageError, read_image, to_rgb_uint8
 from gald.data.transforms import ToTensorNormalize
 from gald.engine.predictor import Predictor
 from gald.metrics.ld_effect import format_ld_effect
@@ -44,7 +44,6 @@ __all__ = [
 MAX_SIDE = 1024  # longer sides are downscaled to this (CPU time and memory stay bounded)
 MIN_SIDE = 16  # shorter sides are refused: nothing is left at the head's 1/8 … 1/64 resolutions
 UPSCALE_SIDE = 64  # shorter sides are upscaled to this: 8 features at OS 8, enough for LD's downsampling up to d = 8
-MAX_PIXELS = 40_000_000  # refuse to decode more (decompression bombs); checked before decoding
 STAGE_NAMES = {"fcn": "FCN features (F)", "ga": "after GA (F_GA)", "gald": "after GALD (full head)"}
 STAGE_FEATURES = {"fcn": "F", "ga": "F_GA", "gald": "F_GALD"}
 
