@@ -13,6 +13,7 @@ import argparse
 import logging
 
 from gald.data.synthetic import GENERATOR_VERSION, GENERATOR_VERSIONS, export_cityscapes_layout
+from gald.errors import add_debug_argument, command_errors
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int, default=GENERATOR_VERSION, choices=GENERATOR_VERSIONS,
                         help="benchmark version (docs/synthetic.md)")
     parser.add_argument("--force", action="store_true", help="overwrite files whose content differs")
+    add_debug_argument(parser)
     return parser
 
 
@@ -43,7 +45,7 @@ def main(args: argparse.Namespace) -> dict[str, int]:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main(get_args_parser().parse_args())
-    except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    parser = get_args_parser()
+    args = parser.parse_args()
+    with command_errors(parser.prog, debug=args.debug):
+        main(args)

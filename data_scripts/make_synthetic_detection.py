@@ -17,6 +17,7 @@ import os
 import sys
 
 from gald.data.detection import export_coco_layout, export_voc_layout
+from gald.errors import add_debug_argument, command_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,14 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-train", type=int, default=400)
     parser.add_argument("--num-val", type=int, default=100)
     parser.add_argument("--size", type=int, nargs=2, default=[128, 256], metavar=("HEIGHT", "WIDTH"))
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    if args.format in ("voc", "both"):
-        export_voc_layout(args.out, seed=args.seed, num_trainval=args.num_train, num_test=args.num_val,
-                          size=tuple(args.size))
-    if args.format in ("coco", "both"):
-        export_coco_layout(os.path.join(args.out, "coco"), seed=args.seed, num_train=args.num_train,
-                           num_val=args.num_val, size=tuple(args.size))
+    with command_errors(parser.prog, debug=args.debug):
+        if args.format in ("voc", "both"):
+            export_voc_layout(args.out, seed=args.seed, num_trainval=args.num_train, num_test=args.num_val,
+                              size=tuple(args.size))
+        if args.format in ("coco", "both"):
+            export_coco_layout(os.path.join(args.out, "coco"), seed=args.seed, num_train=args.num_train,
+                               num_val=args.num_val, size=tuple(args.size))
     return 0
 
 

@@ -16,6 +16,7 @@ import logging
 import sys
 
 from gald.data import prepare
+from gald.errors import command_errors
 
 
 def get_args_parser():
@@ -28,4 +29,7 @@ def main(args) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    sys.exit(main(get_args_parser().parse_args()))
+    parser = get_args_parser()
+    args = parser.parse_args()
+    with command_errors(parser.prog, debug=args.debug):
+        sys.exit(main(args))

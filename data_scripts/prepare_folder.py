@@ -14,6 +14,7 @@ import logging
 import sys
 
 from gald.data.prepare import verify_folder
+from gald.errors import add_debug_argument, command_errors
 
 log = logging.getLogger("prepare_folder")
 
@@ -22,6 +23,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verify-only", metavar="ROOT", required=True, help="the folder dataset root")
     parser.add_argument("--max-paths", type=int, default=10, help="offending paths listed per problem")
+    add_debug_argument(parser)
     return parser
 
 
@@ -33,4 +35,7 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    sys.exit(main(get_args_parser().parse_args()))
+    parser = get_args_parser()
+    args = parser.parse_args()
+    with command_errors(parser.prog, debug=args.debug):
+        sys.exit(main(args))

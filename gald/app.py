@@ -40,12 +40,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from gald.data.images import IMAGE_FORMATS, ImageError
 from gald.deploy.official import official_arch as _official_arch  # noqa: F401 (its name here until 0.2.0)
 from gald.engine.predictor import DEFAULT_CHECKPOINT, Predictor, default_checkpoint, load_predictor
-from gald.models import WrongTaskError
+from gald.errors import add_debug_argument, command_errors
 
 # The views moved to gald.viz.views in 0.2.0; their names stay importable from here in 0.2.x.
 from gald.viz.views import (  # noqa: F401
@@ -292,20 +293,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_debug_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, load the model once, and serve the app until interrupted."""
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, tighter than its default
-    try:
+    with command_errors(parser.prog, debug=args.debug):
         predictor = load_predictor(args.checkpoint, untrained=args.untrained, device=args.device)
-    except WrongTaskError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
     log.info("loaded %s (%s, %d classes)", predictor.source, predictor.kind, predictor.num_classes)
     demo = build_demo(predictor)
     demo.launch(server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)

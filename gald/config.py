@@ -87,7 +87,18 @@ class RunConfig:
     dist_timeout: float = 1800.0  # seconds for the processes to form a group (and for any collective)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         check_choice("amp", self.amp, AMP_MODES)
+        for key in ("log_interval", "checkpoint_interval"):
+            if getattr(self, key, 1) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if getattr(self, "eval_interval", 0) < 0:
+            raise ConfigError(f"eval_interval must be >= 0 (0: no evaluation during training), got {self.eval_interval}")
+        if self.data_root is not None and self.dataset == "synthetic":
+            raise ConfigError(f"data_root {self.data_root!r} is given but dataset is 'synthetic' (generated in memory, "
+                              "no files): name the dataset of that folder with --dataset")
+        if self.dist_timeout <= 0:
+            raise ConfigError(f"dist_timeout must be positive (seconds), got {self.dist_timeout}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -189,6 +200,52 @@ def recorded_train_config(record: dict[str, Any], **overrides: Any) -> TrainConf
     values = {**_ADDED_KEYS, **record} if record else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**{k: v for k, v in values.items() if k in _fields(TrainConfig)})
+
+
+def _check_types(cfg: RunConfig) -> None:
+    """Check every field against its annotation, naming the key: booleans strictly (the string
+    ``"no"`` is not a boolean), integers without a fractional part, floats also from the strings
+    YAML 1.1 leaves unparsed (``1e-3``), lists element by element. Floats given as ints or numeric
+    strings are stored as floats."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        converted = _conform(f.name, value, hints[f.name])
+        if converted is not value:
+            object.__setattr__(cfg, f.name, converted)
+
+
+def _conform(key: str, value: Any, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_conform(key, v, item) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value) if isinstance(value, int) else value
+        try:
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
 
 
 def _fields(cls: type) -> dict[str, dataclasses.Field]:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gald.config import ANNOTATIONS, check_choice
+from gald.errors import MissingFileError
 
 from . import synthetic
 from .cityscapes import CorruptImageError, CityscapesSegmentation
@@ -263,7 +264,7 @@ def _on_disk(cfg, split: str, transform) -> Dataset:
             readers.append(MapillaryVistas(cfg.data_root, split=name, transform=transform, resize_short=cfg.resize_short))
         else:  # folder
             if cfg.data_root is None:
-                raise FileNotFoundError("dataset 'folder' needs data_root (the folder holding classes.json, images/, masks/)")
+                raise MissingFileError("dataset 'folder' needs data_root (the folder holding classes.json, images/, masks/)")
             readers.append(FolderSegmentation(cfg.data_root, split=name, transform=transform, resize_short=cfg.resize_short))
     return readers[0] if len(readers) == 1 else ConcatSegmentation(readers)
 

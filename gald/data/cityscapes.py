@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from gald.config import check_choice
-from gald.errors import InputFileError
+from gald.errors import InputFileError, MissingFileError
 
 from .transforms import ToTensorNormalize
 
@@ -136,7 +136,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         if root is None:
             env = os.environ.get("CITYSCAPES_DATASET")
             if not env:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     "no dataset root: root=None and the CITYSCAPES_DATASET environment variable is unset. "
                     + _not_found_hint()
                 )
@@ -148,21 +148,21 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         self.transform = ToTensorNormalize() if transform is None else transform
         image_dir = self.root / "leftImg8bit" / split
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"dataset root {self.root} does not exist (looked for images in {image_dir}). " + _not_found_hint()
             )
         if not image_dir.is_dir():
-            raise FileNotFoundError(f"no split folder {image_dir} (split={split!r}). " + _not_found_hint())
+            raise MissingFileError(f"no split folder {image_dir} (split={split!r}). " + _not_found_hint())
         gt = _MODES[mode]
         self.files: list[tuple[Path, Path]] = []
         for image_path in sorted(image_dir.glob(f"*/*{_IMAGE_SUFFIX}")):
             stem = image_path.name[: -len(_IMAGE_SUFFIX)]
             label_path = self.root / gt / split / image_path.parent.name / f"{stem}_{gt}_labelIds.png"
             if not label_path.is_file():
-                raise FileNotFoundError(f"image {image_path} has no label: expected {label_path}")
+                raise MissingFileError(f"image {image_path} has no label: expected {label_path}")
             self.files.append((image_path, label_path))
         if not self.files:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no images in {image_dir}: expected {image_dir}/CITY/CITY_SEQ_FRAME{_IMAGE_SUFFIX}"
             )
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.errors import MissingFileError
+
 from .detection import DetectionTransform
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ def load_coco_json(path: str | os.PathLike):
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"COCO annotation file not found: {path}; expected root/annotations/instances_<split>.json "
             "(python data_scripts/make_synthetic_detection.py writes a synthetic one)"
         )

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import yaml
 
+from gald.errors import MissingFileError
+
 from .cityscapes import _open_image
 from .mapillary import resize_short_side
 from .transforms import ToTensorNormalize
@@ -145,10 +147,10 @@ class FolderSegmentation(torch.utils.data.Dataset):
         self.transform = ToTensorNormalize() if transform is None else transform
         image_dir, mask_dir = self.root / "images", self.root / "masks"
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset root {self.root} does not exist (looked for {image_dir}). " + _hint())
+            raise MissingFileError(f"dataset root {self.root} does not exist (looked for {image_dir}). " + _hint())
         class_file = next((self.root / n for n in CLASS_FILES if (self.root / n).is_file()), None)
         if class_file is None:
-            raise FileNotFoundError(f"no class file in {self.root}: expected {self.root / CLASS_FILES[0]}. " + _hint())
+            raise MissingFileError(f"no class file in {self.root}: expected {self.root / CLASS_FILES[0]}. " + _hint())
         spec = read_class_file(class_file)
         self.class_file = class_file
         self.classes = tuple(spec["names"])
@@ -159,7 +161,7 @@ class FolderSegmentation(torch.utils.data.Dataset):
         self._mask_values = spec["mask_values"]
         for folder in (image_dir, mask_dir):
             if not folder.is_dir():
-                raise FileNotFoundError(f"no folder {folder} in the dataset root. " + _hint())
+                raise MissingFileError(f"no folder {folder} in the dataset root. " + _hint())
 
         images: dict[str, Path] = {}
         for path in sorted(image_dir.rglob("*")):
@@ -172,7 +174,7 @@ class FolderSegmentation(torch.utils.data.Dataset):
                 raise ValueError(f"two images share the stem {stem!r}: {images[stem]} and {path}")
             images[stem] = path
         if not images:
-            raise FileNotFoundError(f"no images in {image_dir}: expected {image_dir}/NAME.jpg or .png. " + _hint())
+            raise MissingFileError(f"no images in {image_dir}: expected {image_dir}/NAME.jpg or .png. " + _hint())
         stems = sorted(images)
         if self.split is not None:
             stems = self._read_split(images)
@@ -180,7 +182,7 @@ class FolderSegmentation(torch.utils.data.Dataset):
         for stem in stems:
             mask = mask_dir / f"{stem}.png"
             if not mask.is_file():
-                raise FileNotFoundError(f"image {images[stem]} has no mask: expected {mask}")
+                raise MissingFileError(f"image {images[stem]} has no mask: expected {mask}")
             self.files.append((images[stem], mask))
         if self.split is None:
             orphans = sorted(
@@ -195,7 +197,7 @@ class FolderSegmentation(torch.utils.data.Dataset):
         split_file = self.root / "splits" / f"{self.split}.txt"
         if not split_file.is_file():
             have = sorted(p.stem for p in (self.root / "splits").glob("*.txt"))
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no split file {split_file} (split={self.split!r}; split files found: {have}). Write one stem per "
                 "line (the image path under images/ without extension), or use split 'all' for every image."
             )
@@ -206,7 +208,7 @@ class FolderSegmentation(torch.utils.data.Dataset):
                 continue
             stem = str(Path(stem).with_suffix("").as_posix()) if Path(stem).suffix.lower() in IMAGE_SUFFIXES else stem
             if stem not in images:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{split_file} line {number}: {stem!r} matches no image under {self.root / 'images'}"
                 )
             stems.append(stem)

@@ -45,6 +45,7 @@ import torch
 from PIL import Image
 
 from gald.config import check_choice
+from gald.errors import MissingFileError
 
 from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, _open_image
 from .transforms import ToTensorNormalize
@@ -266,7 +267,7 @@ class MapillaryVistas(torch.utils.data.Dataset):
         if root is None:
             env = os.environ.get("MAPILLARY_DATASET")
             if not env:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     "no dataset root: root=None and the MAPILLARY_DATASET environment variable is unset. "
                     + _not_found_hint()
                 )
@@ -280,7 +281,7 @@ class MapillaryVistas(torch.utils.data.Dataset):
         self.transform = ToTensorNormalize() if transform is None else transform
         image_dir = self.root / self.split / "images"
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"dataset root {self.root} does not exist (looked for images in {image_dir}). " + _not_found_hint()
             )
         for name in ("config.json", "config_v1.2.json"):
@@ -288,10 +289,10 @@ class MapillaryVistas(torch.utils.data.Dataset):
                 check_config(self.root / name)
                 break
         if not image_dir.is_dir():
-            raise FileNotFoundError(f"no split folder {image_dir} (split={split!r}). " + _not_found_hint())
+            raise MissingFileError(f"no split folder {image_dir} (split={split!r}). " + _not_found_hint())
         images = sorted(p for p in image_dir.iterdir() if p.is_file())
         if not images:
-            raise FileNotFoundError(f"no images in {image_dir}: expected {image_dir}/KEY.jpg")
+            raise MissingFileError(f"no images in {image_dir}: expected {image_dir}/KEY.jpg")
         stray = next((p for p in images if p.suffix.lower() not in (".jpg", ".jpeg")), None)
         if stray is not None:
             raise ValueError(f"unexpected file {stray} in {image_dir}: Vistas images are KEY.jpg")
@@ -300,7 +301,7 @@ class MapillaryVistas(torch.utils.data.Dataset):
         for image_path in images:
             label_path = None if label_dir is None else label_dir / f"{image_path.stem}.png"
             if label_path is not None and not label_path.is_file():
-                raise FileNotFoundError(f"image {image_path} has no label: expected {label_path}")
+                raise MissingFileError(f"image {image_path} has no label: expected {label_path}")
             self.files.append((image_path, label_path))
         self._lut = mapillary_train_ids()
         if ignore_index != IGNORE_INDEX:
@@ -311,7 +312,7 @@ class MapillaryVistas(torch.utils.data.Dataset):
         candidates = [self.root / self.split / "labels", self.root / self.split / "v1.2" / "labels"]
         found = next((d for d in candidates if d.is_dir()), None)
         if found is None and self.split != "testing":
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no label folder for {self.split}: looked for {candidates[0]} and {candidates[1]}. " + _not_found_hint()
             )
         return found

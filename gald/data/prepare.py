@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from gald.errors import MissingFileError, add_debug_argument
+
 from .mapillary import MAPILLARY_CLASSES, check_config
 
 __all__ = [
@@ -116,7 +118,7 @@ def extract_archives(
     archives_dir, out_root = Path(archives_dir), Path(out_root)
     missing = [name for name in required if not (archives_dir / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"missing archive(s) {missing} in {archives_dir}; found: {sorted(p.name for p in archives_dir.glob('*.zip'))}"
         )
     stats = {"written": 0, "skipped": 0}
@@ -393,6 +395,7 @@ def get_args_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", help="dataset root to create or complete")
     parser.add_argument("--strict", action="store_true", help="fewer images than the official counts is an error")
     parser.add_argument("--max-paths", type=int, default=10, help="offending paths listed per problem")
+    add_debug_argument(parser)
     return parser
 
 

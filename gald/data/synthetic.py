@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from gald.config import check_choice, lookup
+from gald.errors import OutputExistsError
 
 from .transforms import ToTensorNormalize
 
@@ -679,7 +680,7 @@ def _write_if_changed(path: Path, data: bytes, *, force: bool) -> str:
         if hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest():
             return "skipped"
         if not force:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{path} exists with different content (another seed, size or generator version?); "
                 "pass force=True (--force) to overwrite it, or write to another directory"
             )
@@ -738,7 +739,7 @@ def export_cityscapes_layout(
         except (OSError, ValueError):
             old = None
         if old != settings:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{root} already holds a synthetic benchmark with other settings ({meta_path}: {old}; "
                 f"requested {settings}); pass force=True (--force) to overwrite it, or write to another directory"
             )

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.errors import MissingFileError
+
 from .detection import DetectionTransform
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class VOCDetection(torch.utils.data.Dataset):
             base = self.root / f"VOC{year}"
             listing = base / "ImageSets" / "Main" / f"{image_set}.txt"
             if not listing.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"VOC image set not found: {listing}; root must be the VOCdevkit folder holding "
                     f"VOC{year}/ImageSets/Main/{image_set}.txt (python data_scripts/make_synthetic_detection.py "
                     "writes a synthetic one)"
@@ -127,7 +129,7 @@ class VOCDetection(torch.utils.data.Dataset):
             for image_id in listing.read_text().split():
                 xml = base / "Annotations" / f"{image_id}.xml"
                 if not xml.is_file():
-                    raise FileNotFoundError(f"{listing} lists {image_id!r} but {xml} does not exist")
+                    raise MissingFileError(f"{listing} lists {image_id!r} but {xml} does not exist")
                 t = parse_voc_xml(xml, self.classes)
                 degenerate += t.pop("degenerate")
                 t.pop("size")

@@ -32,6 +32,7 @@ from gald.deploy.nnpack import convert_to_nnpack
 from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
 from gald.engine.inference import TestProtocol, checkpoint_normalization, infer
+from gald.errors import MissingFileError
 from gald.models import gald_tiny, load_state_dict_checked, model_from_checkpoint, read_checkpoint
 from gald.models.state_dict import read_weights_file
 from gald.viz.overlays import default_palette
@@ -51,7 +52,7 @@ def default_checkpoint() -> Path:
     """
     path = Path(__file__).resolve().parents[1] / "assets" / DEFAULT_CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"the shipped checkpoint {path} is missing: reinstall gald with its package data "
             f"(pip install -e .), or pass --checkpoint PATH (e.g. runs/<name>/model.pt from python -m gald.train)"
         )
@@ -240,7 +241,7 @@ def load_predictor(
                          "random initialisation (seed 0)", device=torch.device(device))
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (pass --checkpoint PATH to a model.pt from gald.train)")
+        raise MissingFileError(f"checkpoint not found: {path} (pass --checkpoint PATH to a model.pt from gald.train)")
     raw = read_weights_file(path)
     if isinstance(raw, dict) and "model" in raw and "config" in raw:
         return Predictor.from_checkpoint(path, ckpt=raw, device=device)  # read once above, with weights_only=True

@@ -324,7 +324,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             history["train"].append({"step": done, "lr": scheduler.get_last_lr()[0], **avg})
             bar.set_postfix(loss=f"{avg['loss']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             log.debug("step %d loss %.4f", done, avg["loss"])
-        if done % cfg.eval_interval == 0 and done < cfg.iterations:
+        if cfg.eval_interval and done % cfg.eval_interval == 0 and done < cfg.iterations:
             res = evaluate(model, data.val_loader, metrics, device, cfg)["out"]
             history["val"].append({"step": done, **{k: res.get(k) for k in _CURVE_KEYS}})
             log.info("step %d/%d: val mIoU %.2f (small %.2f, boundary %.2f)", done, cfg.iterations,

@@ -26,6 +26,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 
 from gald.config import FIDELITY_MODES, check_choice, lookup
+from gald.errors import MissingFileError
 
 from .layers import NormLayer
 from .state_dict import load_state_dict_checked, read_weights_file
@@ -276,7 +277,7 @@ def load_backbone_weights(
     else:
         path = os.fspath(source)
         if not os.path.isfile(path):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"backbone checkpoint not found: {path!r}; pass a local file, 'torchvision' "
                 "(downloads ImageNet weights) or None (random initialisation)"
             )

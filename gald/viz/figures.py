@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from gald.viz import overlays as viz
 from gald.data import synthetic
 from gald.data.transforms import ToTensorNormalize
+from gald.errors import MissingFileError
 
 __all__ = [
     "STAGE_KEYS",
@@ -391,7 +392,7 @@ def load_ablation(path: str | os.PathLike) -> dict:
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: run `python benchmarks/ablation.py` to write it")
+        raise MissingFileError(f"{path} not found: run `python benchmarks/ablation.py` to write it")
     with open(path) as f:
         raw = json.load(f)
     try:
