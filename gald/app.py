@@ -284,7 +284,9 @@ LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "footer_links": [], "show_error
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Serve the GALD demo app (Gradio) on this machine.")
+    parser = argparse.ArgumentParser(
+        prog="python app/demo.py", description="Serve the GALD demo app (Gradio) on this machine."
+    )
     parser.add_argument("--checkpoint", default=None,
                         help="a gald checkpoint (model.pt from gald.train, or gald.convert_official output) or the "
                              "authors' GALD-Net .pth; default: the shipped synthetic-benchmark model")

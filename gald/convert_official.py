@@ -29,7 +29,9 @@ __all__ = ["official_to_gald", "gald_to_official", "load_official", "convert", "
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Convert the authors' GALD-Net weights to a gald checkpoint.")
+    parser = argparse.ArgumentParser(
+        prog="python -m gald.convert_official", description="Convert the authors' GALD-Net weights to a gald checkpoint."
+    )
     parser.add_argument("src", help="the authors' .pth state dict")
     parser.add_argument("dst", help="gald checkpoint to write")
     parser.add_argument("--arch", default="gald_resnet101", choices=["gald_resnet50", "gald_resnet101"])

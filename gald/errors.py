@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 __all__ = [
     "GaldError", "ConfigError", "InputFileError", "MissingFileError", "CheckpointError", "OutputExistsError", "GroupTimeoutError", "RunStopped",
-    "NonFiniteStop", "add_debug_argument", "command_errors",
+    "CheckpointWriteError", "NonFiniteStop", "add_debug_argument", "command_errors",
 ]
 
 
@@ -56,6 +56,10 @@ class GroupTimeoutError(GaldError, TimeoutError):
 
 class RunStopped(Exception):
     """An operational stop; the message says what was kept."""
+
+
+class CheckpointWriteError(RunStopped, OSError):
+    """A checkpoint could not be written (e.g. a full disk); the previous file is kept."""
 
 
 class NonFiniteStop(RunStopped, FloatingPointError):

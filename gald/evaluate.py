@@ -47,7 +47,9 @@ __all__ = ["get_args_parser", "evaluate_checkpoint", "main"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Evaluate a gald segmentation checkpoint.")
+    parser = argparse.ArgumentParser(
+        prog="python -m gald.evaluate", description="Evaluate a gald segmentation checkpoint."
+    )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by gald.train or gald.convert_official")
     parser.add_argument("--dataset", default=None, help="synthetic | synthetic_disk | cityscapes | mapillary | folder (default: as trained)")
     parser.add_argument("--data-root", default=None, help="dataset root for the on-disk datasets")

@@ -25,7 +25,9 @@ __all__ = ["export_onnx", "onnx_max_abs_diff", "main"]
 
 
 def main(argv: list[str] | None = None) -> float | None:
-    parser = argparse.ArgumentParser(description="Export a gald segmentation checkpoint to ONNX.")
+    parser = argparse.ArgumentParser(
+        prog="python -m gald.export", description="Export a gald segmentation checkpoint to ONNX."
+    )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by gald.train")
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument("--height", type=int, default=128, help="example height for tracing")

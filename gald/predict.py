@@ -172,7 +172,9 @@ def predict_files(
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Segment your own images with a gald checkpoint.")
+    parser = argparse.ArgumentParser(
+        prog="python -m gald.predict", description="Segment your own images with a gald checkpoint."
+    )
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     parser.add_argument("--checkpoint", default=None, help="gald checkpoint (default: the shipped synthetic-benchmark model)")
     parser.add_argument("--out", default="predictions", help="output folder")

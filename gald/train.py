@@ -50,6 +50,7 @@ main = fit
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="python -m gald.train",
         description="Train a GALD segmentation model. Every config key is also a flag (--key value).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gald.errors import CheckpointError, OutputExistsError
+from gald.errors import CheckpointError, CheckpointWriteError, OutputExistsError
 from gald.models.state_dict import load_state_dict_checked, read_weights_file
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ RUN_FILES = ("last.pt", "model.pt", "metrics.json", "curves.png")
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``.
 
-    A crash mid-write leaves the previous file intact. A failed write is logged with the file and
-    the free space left: a full disk shows up in ``torch.save`` only as "unexpected pos …".
+    A crash mid-write leaves the previous file intact. A failed write (a full disk shows up in
+    ``torch.save`` only as "unexpected pos …") raises :class:`~gald.errors.CheckpointWriteError`
+    with the file, the free space left and what was kept: commands stop with exit code 1.
     """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
@@ -51,9 +52,12 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(e, Exception):
+        if isinstance(e, (OSError, RuntimeError)):  # torch reports a full disk as "unexpected pos …"
             free_mib = shutil.disk_usage(folder).free / 2**20
-            log.error("could not write checkpoint %s (%.0f MiB free in %s): %s", path, free_mib, folder, e)
+            kept = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path} ({free_mib:.0f} MiB free in {folder}): {e}; {kept}"
+            ) from e
         raise
 
 
@@ -102,12 +106,7 @@ def resume_training(
     if not path or path == "auto":
         return 0, {"train": [], "val": []}, None
     state = load_checkpoint(path)
-    missing = [k for k in ("model", "optimizer", "scheduler", "step", "rng", "history") if k not in state]
-    if missing:
-        raise CheckpointError(
-            f"--resume {path!r} is not a training state (it lacks {', '.join(missing)}; a model.pt holds weights only): "
-            f"resume from the run's last.pt, or start from these weights with --init-from {path}"
-        )
+    _check_training_state(state, path)
     load_state_dict_checked(model, state["model"], what=path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -118,17 +117,29 @@ def resume_training(
     return state["step"], state["history"], path
 
 
+def _check_training_state(state: dict[str, Any], path: str) -> None:
+    missing = [k for k in ("model", "optimizer", "scheduler", "step", "rng", "history") if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"--resume {path!r} is not a training state (it lacks {', '.join(missing)}; a model.pt holds weights "
+            f"only): resume from the run's last.pt, or start from these weights with --init-from {path}"
+        )
+
+
 def prepare_run_dir(run_dir: str, *, resume: str | None, overwrite: bool, main: bool = True) -> None:
     """Check that a run may write to ``run_dir`` before anything is written, and tidy it.
 
-    A folder that holds a checkpoint is never reused implicitly: it takes ``resume`` (continue it)
-    or ``overwrite`` (its :data:`RUN_FILES` are removed first, by the ``main`` process). Temp files
-    of checkpoint writes whose process has exited on this host (a kill during a write) are removed;
-    those of live processes, e.g. other DDP ranks, are kept.
+    A ``resume`` file must be a training state (``last.pt``). A folder that holds a checkpoint is
+    never reused implicitly: it takes ``resume`` (continue it) or ``overwrite`` (its
+    :data:`RUN_FILES` are removed first, by the ``main`` process). Temp files of checkpoint writes
+    whose process has exited on this host (a kill during a write) are removed; those of live
+    processes, e.g. other DDP ranks, are kept.
 
     Raises:
         OutputExistsError: naming the folder, its step and the three ways on.
     """
+    if resume not in (None, "auto"):  # a file to resume is checked before the run writes anything
+        _check_training_state(load_checkpoint(resume), resume)
     held = [name for name in ("last.pt", "model.pt") if os.path.isfile(os.path.join(run_dir, name))]
     if held and resume is None and not overwrite:
         step = ""

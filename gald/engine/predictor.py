@@ -32,8 +32,8 @@ from gald.deploy.nnpack import convert_to_nnpack
 from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
 from gald.engine.inference import TestProtocol, checkpoint_normalization, infer
-from gald.errors import MissingFileError
-from gald.models import gald_tiny, load_state_dict_checked, model_from_checkpoint, read_checkpoint
+from gald.errors import CheckpointError, MissingFileError
+from gald.models import gald_tiny, load_state_dict_checked, model_from_checkpoint, read_checkpoint, require_task
 from gald.models.state_dict import read_weights_file
 from gald.viz.overlays import default_palette
 
@@ -268,10 +268,11 @@ def load_detector(path: str | os.PathLike) -> tuple[nn.Module, list[str]]:
     """The detector and its class names from a ``model.pt`` written by ``gald.train --task detection``."""
     state = load_checkpoint(path)
     try:
-        classes = list(state["classes"])
         state["config"]["model"]["arch"]
+        require_task(state, "detection", what=os.fspath(path))  # a segmentation model.pt: say so
+        classes = list(state["classes"])
     except (KeyError, TypeError):
-        raise ValueError(
+        raise CheckpointError(
             f"{os.fspath(path)}: not a detection model.pt (needs 'config'/'model' and 'classes'); "
             "use the model.pt of a `python -m gald.train --task detection` run"
         ) from None
