@@ -9,6 +9,7 @@ from gald.config import TrainConfig
 from gald.data import export_cityscapes_layout
 from gald.data.build import ConcatSegmentation, StepBatchSampler, build_segmentation_data
 from gald.data.fixtures import make_cityscapes_fixture, make_folder_fixture, make_mapillary_fixture
+from gald.errors import InputFileError
 
 
 def test_stream_is_a_function_of_the_step():
@@ -68,8 +69,9 @@ def test_corrupt_training_image_is_skipped_and_counted(disk_dataset, tmp_path, c
 def test_corrupt_validation_image_fails_evaluation_naming_it(disk_dataset, tmp_path):
     bad = sorted((disk_dataset / "leftImg8bit" / "val" / "synth").glob("*.png"))[0]
     bad.write_bytes(b"not a png")
-    with pytest.raises(OSError, match=bad.name):
+    with pytest.raises(InputFileError, match=rf"1 of 4 files of the validation split 'val' cannot be read: .*{bad.name}"):
         train.main(_disk_cfg(disk_dataset, tmp_path))
+    assert not (tmp_path / "runs" / "disk" / "last.pt").exists()  # found before training, not after it
 
 
 def test_missing_dataset_root_says_how_to_prepare_it(tmp_path):

@@ -1,7 +1,9 @@
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from gald.metrics import SegmentationMetrics, boundary_band, confusion_matrix, format_table
@@ -96,3 +98,42 @@ def test_format_table_lists_every_class():
     text = format_table(m.compute(), title="t")
     assert "road" in text and "sky" in text and "small_mIoU" in text
     assert not math.isnan(m.compute()["mIoU"])
+
+
+def test_a_prediction_of_no_class_at_a_labelled_pixel_is_a_false_negative_as_in_cityscapesscripts(tmp_path, monkeypatch):
+    """Predictions with a void id (an external result) at labelled pixels: cityscapesscripts counts
+    them as false negatives of the true class and false positives of none; so does gald."""
+    cs = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
+    from cityscapesscripts.helpers.labels import labels
+
+    rng = np.random.default_rng(0)
+    evaluated = [lb for lb in labels if not lb.ignoreInEval and lb.id >= 0]
+    void = [lb.id for lb in labels if lb.ignoreInEval and lb.id >= 0][:5]
+    to_train = np.full(256, 255, np.int64)
+    for lb in evaluated:
+        to_train[lb.id] = lb.trainId
+    ids = np.array([lb.id for lb in evaluated] + void)
+    gt_paths, metrics = [], SegmentationMetrics(19, class_names=[lb.name for lb in sorted(evaluated, key=lambda x: x.trainId)])
+    (tmp_path / "gt" / "city").mkdir(parents=True)
+    (tmp_path / "pred").mkdir()
+    for i in range(2):
+        gt = rng.choice(ids, size=(24, 40))
+        pred = np.where(rng.random(gt.shape) < 0.3, rng.choice(ids[:19], size=gt.shape), gt)
+        pred = np.where(rng.random(gt.shape) < 0.15, rng.choice(void, size=gt.shape), pred)  # no class
+        name = f"city_000000_{i:06d}"
+        Image.fromarray(gt.astype(np.uint8)).save(tmp_path / "gt" / "city" / f"{name}_gtFine_labelIds.png")
+        Image.fromarray(pred.astype(np.uint8)).save(tmp_path / "pred" / f"{name}_pred.png")
+        gt_paths.append(str(tmp_path / "gt" / "city" / f"{name}_gtFine_labelIds.png"))
+        metrics.update(torch.from_numpy(to_train[pred])[None], torch.from_numpy(to_train[gt])[None])
+    assert int(metrics.missed.sum()) > 0
+    monkeypatch.setattr(cs.args, "predictionPath", str(tmp_path / "pred"))
+    monkeypatch.setattr(cs.args, "predictionWalk", None)
+    monkeypatch.setattr(cs.args, "quiet", True)
+    monkeypatch.setattr(cs.args, "JSONOutput", False)
+    monkeypatch.setattr(cs.args, "evalInstLevelScore", False)
+    scores = cs.evaluateImgLists([cs.getPrediction(cs.args, g) for g in gt_paths], gt_paths, cs.args)
+    ours = metrics.compute()
+    for name, iou in ours["per_class_iou"].items():
+        theirs = scores["classScores"][name]
+        assert (iou is None and math.isnan(theirs)) or iou == pytest.approx(theirs * 100, abs=1e-9), name
+    assert ours["mIoU"] == pytest.approx(scores["averageScoreClasses"] * 100, abs=1e-9)

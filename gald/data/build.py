@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gald.config import ANNOTATIONS, check_choice
-from gald.errors import MissingFileError
+from gald.errors import InputFileError, MissingFileError
 
 from . import synthetic
 from .cityscapes import CorruptImageError, CityscapesSegmentation
@@ -308,6 +309,7 @@ def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> Segme
             small, large = synthetic.SMALL_CLASSES, synthetic.LARGE_CLASSES
         train_set = _on_disk(cfg, cfg.train_split, None)
         val_set = _on_disk(cfg, cfg.val_split, eval_transforms(bgr_mean=bgr))
+        check_image_files(val_set, what=f"validation split {cfg.val_split!r}")  # before training, not after
         names, palette, num_classes = list(train_set.classes), train_set.palette, train_set.num_classes
         if tuple(val_set.classes) != tuple(train_set.classes):
             raise ValueError(f"train split {cfg.train_split!r} and val split {cfg.val_split!r} have different classes")
@@ -408,3 +410,29 @@ def detection_batches(
         generator=torch.Generator().manual_seed(seed),  # creating the loader leaves the global RNG alone
     )
     yield from loader
+
+
+def check_image_files(dataset: Dataset, *, what: str = "dataset", max_listed: int = 5) -> None:
+    """Check that every image and label file of an on-disk dataset opens and passes Pillow's
+    integrity check (``Image.verify``: chunk checksums, no full decode).
+
+    Raises:
+        InputFileError: naming the files that fail (the first ``max_listed``) and how many.
+    """
+    parts = getattr(dataset, "parts", [dataset])
+    bad: list[str] = []
+    total = 0
+    for part in parts:
+        for pair in getattr(part, "files", ()):
+            for path in pair:
+                if path is None:
+                    continue
+                total += 1
+                try:
+                    with Image.open(path) as im:
+                        im.verify()
+                except Exception as err:  # Pillow raises many types for a broken file
+                    bad.append(f"{path} ({type(err).__name__}: {err})")
+    if bad:
+        listed = "; ".join(bad[:max_listed]) + (f"; … {len(bad) - max_listed} more" if len(bad) > max_listed else "")
+        raise InputFileError(f"{len(bad)} of {total} files of the {what} cannot be read: {listed}")

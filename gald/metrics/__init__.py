@@ -8,6 +8,7 @@ from .segmentation import (
     format_class_row,
     format_table,
     iou_from_confusion,
+    missed_predictions,
 )
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "format_class_row",
     "format_table",
     "iou_from_confusion",
+    "missed_predictions",
 ]

@@ -24,25 +24,45 @@ __all__ = [
     "SegmentationMetrics",
     "confusion_matrix",
     "iou_from_confusion",
+    "missed_predictions",
     "boundary_band",
     "format_table",
     "format_class_row",
 ]
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
-    """(K, K) int64 counts, rows = ground truth, columns = prediction; ignored pixels skipped."""
+def _valid_target(target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
     valid = target != ignore_index
-    t = target[valid].long()
-    p = pred[valid].long()
+    t = target[valid]
     if t.numel() and (t.max() >= num_classes or t.min() < 0):
         bad = sorted(set(t[(t >= num_classes) | (t < 0)].unique().tolist()))
         raise ValueError(f"target holds values {bad} outside 0..{num_classes - 1} (and not ignore {ignore_index})")
+    return valid
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+    """(K, K) int64 counts, rows = ground truth, columns = prediction; ignored pixels skipped.
+
+    A prediction outside ``0 … K-1`` (e.g. a void id in an external result) has no column: it is
+    left out here and counted by :func:`missed_predictions`, a false negative of the true class.
+    """
+    valid = _valid_target(target, num_classes, ignore_index)
+    valid &= (pred >= 0) & (pred < num_classes)
+    t, p = target[valid].long(), pred[valid].long()
     return torch.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def iou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
-    """Per-class IoU; NaN for classes absent from both ground truth and prediction.
+def missed_predictions(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+    """(K,) int64: per true class, the labelled pixels whose prediction is no class (outside
+    ``0 … K-1``). They are false negatives of the true class and false positives of none, as
+    cityscapesscripts counts a void prediction."""
+    valid = _valid_target(target, num_classes, ignore_index) & ((pred < 0) | (pred >= num_classes))
+    return torch.bincount(target[valid].long(), minlength=num_classes)
+
+
+def iou_from_confusion(cm: torch.Tensor, missed: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-class IoU; NaN for classes absent from both ground truth and prediction. ``missed``
+    (:func:`missed_predictions`) adds false negatives outside the matrix.
 
     Shape:
         (..., K, K) -> (..., K): a batch of confusion matrices gives a batch of IoUs
@@ -50,6 +70,8 @@ def iou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
     cm = cm.double()
     tp = torch.diagonal(cm, dim1=-2, dim2=-1)
     union = cm.sum(-2) + cm.sum(-1) - tp
+    if missed is not None:
+        union = union + missed.double()
     return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
 
 
@@ -111,6 +133,8 @@ class SegmentationMetrics:
         k = self.num_classes
         self.cm = torch.zeros(k, k, dtype=torch.int64)
         self.cm_boundary = torch.zeros(k, k, dtype=torch.int64)
+        self.missed = torch.zeros(k, dtype=torch.int64)  # labelled pixels predicted as no class
+        self.missed_boundary = torch.zeros(k, dtype=torch.int64)
         nbins = len(self.size_bins) + 1
         self.inst_recall_sum = torch.zeros(nbins, dtype=torch.float64)
         self.inst_count = torch.zeros(nbins, dtype=torch.float64)
@@ -122,10 +146,12 @@ class SegmentationMetrics:
             raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
         pred, target = pred.cpu(), target.cpu()
         self.cm += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
+        self.missed += missed_predictions(pred, target, self.num_classes, self.ignore_index)
         band = boundary_band(target, self.boundary_width, self.ignore_index)
         self.cm_boundary += confusion_matrix(
             pred[band], target[band], self.num_classes, self.ignore_index
         )
+        self.missed_boundary += missed_predictions(pred[band], target[band], self.num_classes, self.ignore_index)
         if instances is not None:
             self._update_instances(pred, target, instances.cpu())
 
@@ -147,7 +173,7 @@ class SegmentationMetrics:
         """Sum the accumulators over processes (no-op in one process)."""
         if not dist.is_initialized():
             return
-        for name in ("cm", "cm_boundary", "inst_recall_sum", "inst_count"):
+        for name in ("cm", "cm_boundary", "missed", "missed_boundary", "inst_recall_sum", "inst_count"):
             dist.all_reduce(getattr(self, name), op=dist.ReduceOp.SUM)
 
     def _bin_names(self) -> list[str]:
@@ -157,15 +183,15 @@ class SegmentationMetrics:
 
     def compute(self) -> dict:
         """Return a JSON-ready dict; IoUs in percent, NaN classes left out of means."""
-        iou = iou_from_confusion(self.cm)
-        biou = iou_from_confusion(self.cm_boundary)
+        iou = iou_from_confusion(self.cm, self.missed)
+        biou = iou_from_confusion(self.cm_boundary, self.missed_boundary)
 
         def mean(values: torch.Tensor, idx: Sequence[int] | None = None) -> float:
             v = values if idx is None else values[list(idx)]
             v = v[~torch.isnan(v)]
             return float(v.mean() * 100) if v.numel() else math.nan
 
-        total = self.cm.sum()
+        total = self.cm.sum() + self.missed.sum()
         result = {
             "mIoU": mean(iou),
             "pixel_acc": float(self.cm.diag().sum() / total * 100) if total else math.nan,
