@@ -48,7 +48,7 @@ from gald.deploy.official import official_arch as _official_arch  # noqa: F401 (
 from gald.engine.predictor import DEFAULT_CHECKPOINT, Predictor, default_checkpoint, load_predictor
 from gald.errors import add_debug_argument, command_errors
 
-# The views moved to gald.viz.views in 0.2.0; their names stay importable from here in 0.2.x.
+# The views moved to gald.viz.views in 0.2.1; their names stay importable from here in 0.2.x.
 from gald.viz.views import (  # noqa: F401
     MAX_PIXELS,
     MAX_SIDE,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -199,6 +200,8 @@ def recorded_train_config(record: dict[str, Any], **overrides: Any) -> TrainConf
     """
     values = {**_ADDED_KEYS, **record} if record else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("dataset", "synthetic") == "synthetic" and overrides.get("data_root") is None:
+        values.pop("data_root", None)  # runs before 0.2.1 could record a data_root the in-memory data ignored
     return TrainConfig(**{k: v for k, v in values.items() if k in _fields(TrainConfig)})
 
 
@@ -231,18 +234,20 @@ def _conform(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or float(value) != int(value)):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return int(value)
     if hint is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value) if isinstance(value, int) else value
         try:
-            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+            number = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return value if isinstance(value, float) else number
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"{key} must be a string, got {value!r}")
     return value

@@ -134,6 +134,13 @@ def predict_files(
     warned_no_ld = False
     crop = predictor.protocol.crop_size
     inputs = {f.resolve() for f, _ in files}
+    suffixes = ["_overlay.png", "_label.png"] + (["_labelIds.png"] if label_ids else []) + (
+        ["_ld_mean.png", "_ld_max.png"] if ld_masks else [])
+    for _, name in files:  # every output checked before the first is written
+        base = out / name
+        for suffix in suffixes:
+            target = base.with_name(base.name + suffix)
+            check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
     for file, name in tqdm(files, desc="predict", unit="img", disable=not progress):
         try:
             image = read_rgb(file, max_pixels=max_pixels)
@@ -143,11 +150,6 @@ def predict_files(
             continue
         pred = predictor.predict(image)
         base = out / name
-        suffixes = ["_overlay.png", "_label.png"] + (["_labelIds.png"] if label_ids else []) + (
-            ["_ld_mean.png", "_ld_max.png"] if ld_masks else [])
-        for suffix in suffixes:
-            target = base.with_name(base.name + suffix)
-            check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
         overlay_path = base.with_name(base.name + "_overlay.png")
         _save_rgb(overlay(image, pred, predictor.palette, alpha=alpha), overlay_path)
         written.append(overlay_path)

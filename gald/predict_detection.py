@@ -70,13 +70,19 @@ def predict_images(
     reported, as ``gald.predict`` does. An existing output is refused unless ``force``; an input, always.
     """
     out = Path(output)
+    inputs = {Path(p).resolve() for p in paths}
+    targets, seen = [], {}
+    for path in paths:  # two inputs with the same stem: the later ones get _1, _2, ...
+        stem = Path(path).stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        targets.append(out / (f"{stem}.png" if n == 0 else f"{stem}_{n}.png"))
+    for target in targets:  # every output checked before the first is written
+        check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
-    inputs = {Path(p).resolve() for p in paths}
     written, failed = [], []
-    for path in paths:
-        target = out / f"{Path(path).stem}.png"
-        check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
+    for path, target in zip(paths, targets):
         try:
             image = read_image(path, max_pixels=max_pixels)[0]
         except ImageError as err:

@@ -9,7 +9,8 @@
 # global batch: 8 for the Cityscapes recipes (1 image per GPU on 8 GPUs; 2 nodes x 8 GPUs need a
 # global batch of 16, as the coarse stage has), 16 for the detection recipes. A batch the world size
 # does not divide is refused with one line before training. If a worker dies, torchrun restarts
-# the group (up to GALD_MAX_RESTARTS times) and every worker resumes from runs/<name>/last.pt.
+# the group (up to GALD_MAX_RESTARTS times) and every worker resumes from runs/<name>/last.pt; a
+# requeued job resumes too (--resume auto). runs/ must be on a filesystem every node shares.
 #
 #SBATCH --job-name=gald
 #SBATCH --ntasks-per-node=1
@@ -33,4 +34,4 @@ srun --kill-on-bad-exit=1 torchrun \
     --rdzv-endpoint="$HEAD_NODE:$PORT" \
     --rdzv-conf join_timeout="${GALD_JOIN_TIMEOUT:-900}" \
     --max-restarts="${GALD_MAX_RESTARTS:-3}" \
-    -m gald.train "$@"
+    -m gald.train --resume auto "$@"

@@ -77,3 +77,12 @@ def test_expand_inputs_deduplicates(tmp_path):
         (tmp_path / name).write_bytes(b"")
     paths = expand_inputs([str(tmp_path), str(tmp_path / "x.jpg"), str(tmp_path / "*.png")])
     assert [p.name for p in paths] == ["x.jpg", "y.png"]
+
+
+def test_inputs_with_one_stem_get_their_own_outputs(tmp_path, checkpoint):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for suffix, seed in ((".jpg", 0), (".png", 1)):
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (45, 67, 3), np.uint8)).save(folder / f"x{suffix}")
+    assert main(["--checkpoint", str(checkpoint), "--input", str(folder), "--output", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png", "x_1.png"]

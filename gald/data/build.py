@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gald.config import ANNOTATIONS, check_choice
-from gald.errors import InputFileError, MissingFileError
+from gald.errors import ConfigError, InputFileError, MissingFileError
 
 from . import synthetic
 from .cityscapes import CorruptImageError, CityscapesSegmentation
@@ -57,7 +57,7 @@ class StepBatchSampler(Sampler):
 
     def __init__(self, num_items: int, global_batch: int, *, rank: int, world_size: int, seed: int, start_step: int = 0) -> None:
         if num_items < 1:
-            raise ValueError("cannot train on an empty dataset")
+            raise ConfigError("cannot train on an empty dataset")
         self.n = num_items
         self.batch = global_batch
         self.per_rank = global_batch // world_size
@@ -209,7 +209,7 @@ class ConcatSegmentation(Dataset):
         first = parts[0]
         for part in parts[1:]:
             if tuple(part.classes) != tuple(first.classes):
-                raise ValueError(f"cannot concatenate {part!r} with {first!r}: their class lists differ")
+                raise ConfigError(f"cannot concatenate {part!r} with {first!r}: their class lists differ")
         self.parts = list(parts)
         self.classes, self.palette, self.num_classes = first.classes, first.palette, first.num_classes
         self.label_map = getattr(first, "label_map", None)
@@ -243,7 +243,7 @@ def _split_parts(text: str, default_annotation: str) -> list[tuple[str, str]]:
     for item in text.split("+"):
         name, _, annotation = item.strip().partition(":")
         if not name:
-            raise ValueError(f"empty split name in {text!r}; write e.g. 'train' or 'train+val'")
+            raise ConfigError(f"empty split name in {text!r}; write e.g. 'train' or 'train+val'")
         annotation = annotation or default_annotation
         check_choice(f"the annotation of split {text!r}", annotation, ANNOTATIONS)
         parts.append((name, annotation))
@@ -312,7 +312,7 @@ def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> Segme
         check_image_files(val_set, what=f"validation split {cfg.val_split!r}")  # before training, not after
         names, palette, num_classes = list(train_set.classes), train_set.palette, train_set.num_classes
         if tuple(val_set.classes) != tuple(train_set.classes):
-            raise ValueError(f"train split {cfg.train_split!r} and val split {cfg.val_split!r} have different classes")
+            raise ConfigError(f"train split {cfg.train_split!r} and val split {cfg.val_split!r} have different classes")
         val_items = val_set
         if cfg.dataset in ("mapillary", "folder") and val_batch > 1:
             # their images differ in size, and whole-image evaluation cannot stack them into one batch
@@ -334,7 +334,7 @@ def _voc_sets(entries: list[str]) -> list[tuple[str, str]]:
     sets = []
     for e in entries:
         if "/" not in e:
-            raise ValueError(f"VOC image sets are 'year/set' such as '2007/trainval', got {e!r}")
+            raise ConfigError(f"VOC image sets are 'year/set' such as '2007/trainval', got {e!r}")
         sets.append(tuple(e.split("/", 1)))
     return sets
 
@@ -350,7 +350,7 @@ def build_detection_data(cfg):
                                  transform=eval_tf, masks=cfg.masks)
         return train, val, list(train.classes)
     if cfg.data_root is None:
-        raise ValueError(f"dataset {cfg.dataset!r} needs --data-root (the VOCdevkit folder or the COCO root)")
+        raise ConfigError(f"dataset {cfg.dataset!r} needs --data-root (the VOCdevkit folder or the COCO root)")
     if cfg.dataset == "voc":
         from .voc import VOC_CLASSES, VOCDetection
 
@@ -365,7 +365,7 @@ def build_detection_data(cfg):
     train = COCODetection(cfg.data_root, split=cfg.train_split, masks=cfg.masks, transform=train_tf)
     val = COCODetection(cfg.data_root, split=cfg.val_split, masks=cfg.masks, transform=eval_tf)
     if train.classes != val.classes:
-        raise ValueError(f"train and val category lists differ: {train.classes} vs {val.classes}")
+        raise ConfigError(f"train and val category lists differ: {train.classes} vs {val.classes}")
     return train, val, list(train.classes)
 
 

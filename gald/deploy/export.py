@@ -15,6 +15,8 @@ import os
 import torch
 from torch import nn
 
+from gald.errors import ConfigError
+
 # the name of the command's log (``python -m gald.export``), kept when this moved here
 log = logging.getLogger("gald.export")
 
@@ -46,7 +48,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, example_size: tupl
     wrapper = _Logits(model).eval()
     n_bytes = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
     if n_bytes >= 2**31 - 2**26:  # protobuf's 2 GB limit, with room for the graph
-        raise ValueError(f"the model's weights take {n_bytes / 2**30:.2f} GiB: too large for one self-contained ONNX file")
+        raise ConfigError(f"the model's weights take {n_bytes / 2**30:.2f} GiB: too large for one self-contained ONNX file")
     example = torch.randn(2, 3, *example_size)
     dims = {
         0: torch.export.Dim("batch", min=1, max=1024),

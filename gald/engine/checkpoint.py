@@ -93,24 +93,33 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def resume_training(
     resume: str | None, last_path: str, *, model: torch.nn.Module, optimizer, scheduler, scaler=None,
-    rank: int = 0, world_size: int = 1,
+    rank: int = 0, world_size: int = 1, config: dict | None = None,
 ) -> tuple[int, dict, str | None]:
     """Restore a run from ``resume`` (a ``last.pt``; ``"auto"``: ``last_path`` when it exists).
 
     Loads the model (strictly), the optimiser, the scheduler, the GradScaler when given, and the RNG
     states — process ``rank``'s own when the checkpoint holds one per process of the same world size;
-    the caller's data stream is a function of the step, so it continues exactly. Returns
-    ``(step, history, path)``, or ``(0, empty history, None)`` when there is nothing to resume.
+    the caller's data stream is a function of the step, so it continues exactly. With ``config``
+    (the run's ``to_dict()``), settings that differ from the checkpoint's are logged as a warning
+    (continuing with, say, more iterations is legitimate; continuing another experiment is not).
+    Returns ``(step, history, path)``, or ``(0, empty history, None)`` when there is nothing to resume.
     """
     path = last_path if resume == "auto" and os.path.isfile(last_path) else resume
     if not path or path == "auto":
         return 0, {"train": [], "val": []}, None
     state = load_checkpoint(path)
     _check_training_state(state, path)
+    recorded = state.get("config", {}).get("train") or {}
+    if config is not None and recorded:
+        run_keys = {"resume", "overwrite", "stop_at", "workers", "device", "dist_timeout", "output_dir"}
+        changed = sorted(k for k in config if k not in run_keys and k in recorded and recorded[k] != config[k])
+        if changed:
+            log.warning("resuming %s with settings that differ from its own: %s", path,
+                        ", ".join(f"{k} {recorded[k]!r} -> {config[k]!r}" for k in changed[:8]))
     load_state_dict_checked(model, state["model"], what=path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and "scaler" in state:  # detection checkpoints before 0.2.0 have none
+    if scaler is not None and "scaler" in state:  # detection checkpoints before 0.2.1 have none
         scaler.load_state_dict(state["scaler"])
     ranks = state.get("rng_ranks")
     set_rng_state(ranks[rank] if ranks is not None and len(ranks) == world_size else state["rng"])

@@ -34,6 +34,7 @@ from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
 from gald.engine.loop import LossMeter, check_finite_state, check_world_size, non_finite_stop, training_state
 from gald.engine.runtime import autocast, resolve_device, run_logging, seed_everything
+from gald.errors import ConfigError
 from gald.metrics.detection import coco_evaluate, coco_from_targets, coco_results, voc_evaluate
 from gald.models.detector import build_detector, sampling_seeds
 from gald.models.state_dict import load_state_dict_checked
@@ -137,8 +138,10 @@ def fit(cfg: DetectionConfig) -> dict:
     Rank 0 writes every file and evaluates.
     """
     check_world_size(cfg.batch_size)  # one line before any process joins the group
-    if cfg.resume is None and dist.elastic_restart_count() > 0:
-        # torchrun restarted the group after a failure: every worker continues from last.pt
+    restarted = dist.elastic_restart_count() > 0
+    if restarted and (cfg.resume is None or os.path.isfile(os.path.join(cfg.run_dir, "last.pt"))):
+        # torchrun restarted the group after a failure: every worker continues from this run's
+        # last.pt (not from a --resume file given at the first start: that would lose the progress since)
         cfg = dataclasses.replace(cfg, resume="auto")
     ckpt.prepare_run_dir(cfg.run_dir, resume=cfg.resume, overwrite=cfg.overwrite,
                          main=int(os.environ.get("RANK", "0")) == 0)
@@ -172,13 +175,19 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     per_epoch = len(train_set) // cfg.batch_size
     if per_epoch == 0:
-        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size}")
+        raise ConfigError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size}")
     total, factor = _schedule(cfg, per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     last_path = os.path.join(run_dir, "last.pt")
     start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                                                   scaler=scaler, rank=dist.rank(), world_size=world)
+                                                   scaler=scaler, rank=dist.rank(), world_size=world,
+                                                   config=cfg.to_dict())
+    if distributed:
+        starts = dist.all_gather_object(start)
+        if len(set(starts)) > 1:
+            raise ConfigError(f"the processes resumed from different steps {starts}: {run_dir} must be on a "
+                              "filesystem every node shares (rank 0 alone writes last.pt)")
     if resumed:
         log.info("resumed from %s at step %d%s", resumed, start,
                  f" (torchrun restart {dist.elastic_restart_count()})" if dist.elastic_restart_count() else "")
@@ -217,7 +226,7 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
             log.info("step %d: val VOC07 mAP %.2f, box AP %.2f", done, res["voc07_mAP"], res["box"]["AP"])
         if done % cfg.checkpoint_interval == 0 or done == end:
             try:
-                check_finite_state(net)
+                check_finite_state(net, every_process=distributed)
             except FloatingPointError as err:
                 raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
             rng_ranks = dist.all_gather_object(ckpt.rng_state()) if distributed else None

@@ -46,6 +46,9 @@ def init_distributed(device: torch.device, timeout: float = 1800.0) -> bool:
         dist.init_process_group(backend=backend, store=store, rank=rank_, world_size=world, timeout=limit)
     except dist.DistError as err:
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        if "timeout" not in str(err).lower() and "timed out" not in str(err).lower():
+            raise GroupTimeoutError(f"the process group could not form at {where} (this is rank "
+                                    f"{os.environ.get('RANK', '?')}): {str(err).splitlines()[0]}") from None
         raise GroupTimeoutError(
             f"the process group of {os.environ['WORLD_SIZE']} processes did not form within {timeout:g} s at {where} "
             f"(this is rank {os.environ.get('RANK', '?')}): start every node with the same rendezvous endpoint, "

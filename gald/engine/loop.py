@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gald.engine.checkpoint import rng_state
+from gald.engine.distributed import all_gather_object
 from gald.errors import ConfigError, NonFiniteStop
 
 __all__ = ["LossMeter", "non_finite_stop", "check_world_size", "check_finite_state", "training_state"]
@@ -56,12 +57,21 @@ def check_world_size(global_batch: int, world_size: int | None = None) -> int:
     return world
 
 
-def check_finite_state(model: nn.Module) -> None:
+def check_finite_state(model: nn.Module, *, every_process: bool = False) -> None:
     """Raise ``FloatingPointError`` naming the first parameter or buffer (e.g. a BatchNorm running
-    variance) that holds a NaN or an infinity: such a state is never written as a checkpoint."""
-    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise FloatingPointError(f"non-finite model state: {name} holds NaN or inf")
+    variance) that holds a NaN or an infinity: such a state is never written as a checkpoint.
+
+    ``every_process`` (a collective under DDP): the processes share what they found and all raise
+    together, so that none waits in the next collective for one that stopped (BatchNorm buffers
+    differ per process without SyncBN).
+    """
+    problem = next((f"non-finite model state: {name} holds NaN or inf"
+                    for name, t in itertools.chain(model.named_parameters(), model.named_buffers())
+                    if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if every_process:
+        problem = next((p for p in all_gather_object(problem) if p is not None), None)
+    if problem is not None:
+        raise FloatingPointError(problem)
 
 
 def training_state(model: nn.Module, optimizer, scheduler, scaler, step: int, cfg, history: dict,

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
-from gald.config import CHECKPOINT_POLICIES, check_choice
+from gald.config import CHECKPOINT_POLICIES, UnknownChoiceError, check_choice
 from gald.models.backbones import STAGES
 
 __all__ = ["CHECKPOINT_POLICIES", "checkpointed_stages", "set_activation_checkpointing", "activation_checkpointing"]
@@ -58,7 +58,7 @@ def checkpointed_stages(value: bool | Sequence[str] | None) -> tuple[str, ...]:
     names = (value,) if isinstance(value, str) else tuple(value)
     bad = [n for n in names if n not in STAGES]
     if bad:
-        raise ValueError(
+        raise UnknownChoiceError(
             f"unknown stage(s) {bad} for activation_checkpointing; valid: True, False or names from {list(STAGES)}"
         )
     return tuple(n for n in STAGES if n in names)

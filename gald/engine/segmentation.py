@@ -36,6 +36,7 @@ from gald.engine.inference import TestProtocol, infer
 from gald.engine.loop import LossMeter, check_finite_state, check_world_size, non_finite_stop, training_state
 from gald.engine.memory import set_activation_checkpointing
 from gald.engine.runtime import autocast, resolve_device, run_logging, seed_everything
+from gald.errors import ConfigError
 from gald.losses import build_criterion
 from gald.metrics.ld_effect import format_ld_effect, has_ld, ld_effect, ld_effect_summary
 from gald.metrics.segmentation import SegmentationMetrics, format_table
@@ -230,8 +231,10 @@ def save_curves(history: dict, path: str) -> None:
 def fit(cfg: TrainConfig) -> dict:
     """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
     check_world_size(cfg.batch_size)  # one line before any process joins the group
-    if cfg.resume is None and dist.elastic_restart_count() > 0:
-        # torchrun restarted the group after a failure: every worker continues from last.pt
+    restarted = dist.elastic_restart_count() > 0
+    if restarted and (cfg.resume is None or os.path.isfile(os.path.join(cfg.run_dir, "last.pt"))):
+        # torchrun restarted the group after a failure: every worker continues from this run's
+        # last.pt (not from a --resume file given at the first start: that would lose the progress since)
         cfg = dataclasses.replace(cfg, resume="auto")
     ckpt.prepare_run_dir(cfg.run_dir, resume=cfg.resume, overwrite=cfg.overwrite,
                          main=int(os.environ.get("RANK", "0")) == 0)
@@ -286,7 +289,13 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     )
     last_path = os.path.join(run_dir, "last.pt")
     start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                                                   scaler=scaler, rank=dist.rank(), world_size=world)
+                                                   scaler=scaler, rank=dist.rank(), world_size=world,
+                                                   config=cfg.to_dict())
+    if distributed:
+        starts = dist.all_gather_object(start)
+        if len(set(starts)) > 1:
+            raise ConfigError(f"the processes resumed from different steps {starts}: {run_dir} must be on a "
+                              "filesystem every node shares (rank 0 alone writes last.pt)")
     if resumed:
         log.info("resumed from %s at step %d%s", resumed, start,
                  f" (torchrun restart {dist.elastic_restart_count()})" if dist.elastic_restart_count() else "")
@@ -331,7 +340,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
                      res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
         if done % cfg.checkpoint_interval == 0 or done == end:
             try:
-                check_finite_state(net)  # e.g. BatchNorm statistics blown up by a finite loss
+                check_finite_state(net, every_process=distributed)  # e.g. BatchNorm statistics blown up by a finite loss
             except FloatingPointError as err:
                 raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
             rng_ranks = dist.all_gather_object(ckpt.rng_state()) if distributed else None

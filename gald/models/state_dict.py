@@ -34,8 +34,11 @@ def read_weights_file(path: str | os.PathLike, *, what: str = "checkpoint") -> A
     size = os.path.getsize(path)
     if size == 0:
         raise CheckpointError(f"{what} {path!r} is empty (0 bytes): an interrupted download or copy?")
-    with open(path, "rb") as f:
-        magic = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise InputFileError(f"cannot read {what} {path!r}: {err.strerror or err}") from None
     if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save's zip archive, or a legacy pickle
         raise CheckpointError(f"{what} {path!r} is not a PyTorch weights file ({size} bytes)")
     try:
