@@ -41,6 +41,8 @@ def world(tmp_path_factory):
     seg = gald_tiny(num_classes=9, widths=(8, 8, 16, 16), head_channels=16, aux_channels=8)
     train_cfg = TrainConfig(crop_size=[33, 65]).to_dict()
     save_checkpoint({"model": seg.state_dict(), "config": {"model": seg.config, "train": train_cfg}}, root / "seg.pt")
+    huge = {**seg.config, "widths": (4096, 8192, 16384, 32768), "head_channels": 8192}  # ~30 GB if built
+    save_checkpoint({"model": seg.state_dict(), "config": {"model": huge, "train": train_cfg}}, root / "huge.pt")
     det = build_detector({"arch": "mask_rcnn_tiny_fpn_gald", "num_classes": 3, "depths": [1, 1, 1, 1],
                           "widths": [4, 8, 8, 16], "fpn_channels": 16, "min_size": 64, "max_size": 128, "d": 2})
     save_checkpoint({"model": det.state_dict(), "config": {"model": det.config}, "classes": ["a", "b"]}, root / "det.pt")
@@ -103,6 +105,8 @@ CASES = [
     ("evaluate-random-bytes", evaluate.main, ["--checkpoint", W("random.pt")], r"random\.pt' is not a PyTorch weights file"),
     ("evaluate-truncated", evaluate.main, ["--checkpoint", W("truncated.pt")], r"truncated\.pt' is truncated or corrupt"),
     ("evaluate-missing", evaluate.main, ["--checkpoint", W("nope.pt")], r"checkpoint not found: .*nope\.pt"),
+    ("evaluate-config-asks-for-a-huge-network", evaluate.main, ["--checkpoint", W("huge.pt")],
+     r"huge\.pt checkpoint does not match the model: .*wrong shape"),
     ("evaluate-detection-checkpoint", evaluate.main, ["--checkpoint", W("det.pt")], r"holds a detection model"),
     ("evaluate-out-onto-checkpoint", evaluate.main, ["--checkpoint", W("seg.pt"), "--out", W("seg.pt")],
      r"--out .*seg\.pt' is the input"),
@@ -173,6 +177,17 @@ def test_images_over_the_pixel_limit_are_skipped_from_the_header(world, tmp_path
                                    "--output", str(tmp_path / "d")]) == 1
     assert caplog.text.count("big.png") >= 2 and "too many pixels to decode safely" in caplog.text
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - usage < 500_000  # KiB: 1.2 GB if decoded
+
+
+def test_a_checkpoint_is_sized_before_its_model_is_allocated(world):
+    """Small weights beside a config for a ~30 GB network: refused from the meta-device build."""
+    from gald.errors import CheckpointError
+    from gald.models import load_model
+
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match="does not match the model"):
+        load_model(world / "huge.pt")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - usage < 200_000  # KiB
 
 
 def test_overwrite_replaces_a_run(tmp_path):

@@ -12,7 +12,11 @@ from torch import nn
 
 from gald.errors import CheckpointError, InputFileError, MissingFileError
 
-__all__ = ["read_weights_file", "load_state_dict_checked"]
+__all__ = ["read_weights_file", "load_state_dict_checked", "check_state_dict", "StateDictMismatchError"]
+
+
+class StateDictMismatchError(CheckpointError, RuntimeError):
+    """Weights whose keys or shapes do not match the model (a ``RuntimeError``, as torch raises)."""
 
 
 def read_weights_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
@@ -64,7 +68,18 @@ def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], *
     """``load_state_dict(strict=True)`` whose error lists the missing, unexpected and mis-shaped keys.
 
     Raises:
-        RuntimeError: naming the first offending keys (and shapes) of each kind.
+        StateDictMismatchError: naming the first offending keys (and shapes) of each kind.
+    """
+    check_state_dict(module, state, what=what)
+    module.load_state_dict(state, strict=True)
+
+
+def check_state_dict(module: nn.Module, state: dict[str, torch.Tensor], *, what: str = "model") -> None:
+    """Compare ``state``'s keys and shapes with ``module``'s, without loading anything: ``module``
+    may live on the meta device (a checkpoint is sized before any memory is allocated).
+
+    Raises:
+        StateDictMismatchError: naming the first offending keys (and shapes) of each kind.
     """
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -82,5 +97,4 @@ def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], *
             parts.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
         if mis_shaped:
             parts.append(f"{len(mis_shaped)} keys with the wrong shape: {_first(mis_shaped)}")
-        raise RuntimeError(f"{what} checkpoint does not match the model: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+        raise StateDictMismatchError(f"{what} checkpoint does not match the model: " + "; ".join(parts))

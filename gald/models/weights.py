@@ -16,7 +16,7 @@ from gald.config import check_choice
 from gald.errors import CheckpointError
 
 from .segmentor import MODELS, build_model
-from .state_dict import load_state_dict_checked, read_weights_file
+from .state_dict import check_state_dict, load_state_dict_checked, read_weights_file
 
 __all__ = ["TASKS", "WrongTaskError", "checkpoint_task", "require_task", "load_state_dict_checked", "read_checkpoint",
            "model_from_checkpoint", "load_model"]
@@ -87,9 +87,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint", tas
     if _task(model_cfg) == "detection":
         from .detector import build_detector  # torchvision's detection models load only when needed
 
-        model = build_detector({**model_cfg, "weights_backbone": None})
-        load_state_dict_checked(model, ckpt["model"], what=what)
-        return model
+        return _build_checked(build_detector, {**model_cfg, "weights_backbone": None}, ckpt["model"], what)
     if "ld_zero_init" in model_cfg:  # a development name of ld_init="zero"
         model_cfg["ld_init"] = "zero" if model_cfg.pop("ld_zero_init") else "default"
     # Checkpoints written before LD's design became an option had a normalised last conv, default init.
@@ -98,8 +96,20 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint", tas
     # Recorded as model options until activation checkpointing became an engine lever (gald.engine.memory).
     for lever in ("activation_checkpointing", "checkpoint_policy"):
         model_cfg.pop(lever, None)
-    model = build_model({**model_cfg, "pretrained_backbone": None})  # weights come from the checkpoint
-    load_state_dict_checked(model, ckpt["model"], what=what)
+    # the weights come from the checkpoint
+    return _build_checked(build_model, {**model_cfg, "pretrained_backbone": None}, ckpt["model"], what)
+
+
+def _build_checked(build, config: dict[str, Any], state: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """Build on the meta device first and compare with the stored tensors' keys and shapes: a
+    config that asks for a huge network next to small weights is refused before any allocation."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{what!r}: its 'model' entry is not a state dict ({type(state).__name__})")
+    with torch.device("meta"):
+        skeleton = build(config)
+    check_state_dict(skeleton, state, what=what)
+    model = build(config)
+    load_state_dict_checked(model, state, what=what)
     return model
 
 
