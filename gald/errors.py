@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
-    "GaldError", "ConfigError", "InputFileError", "MissingFileError", "CheckpointError", "OutputExistsError", "GroupTimeoutError", "RunStopped",
-    "CheckpointWriteError", "NonFiniteStop", "add_debug_argument", "command_errors",
+    "GaldError", "ConfigError", "InputFileError", "MissingFileError", "CheckpointError", "OutputExistsError",
+    "GroupTimeoutError", "RunStopped", "CheckpointWriteError", "NonFiniteStop", "add_debug_argument",
+    "command_errors",
 ]
 
 

@@ -180,9 +180,10 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     last_path = os.path.join(run_dir, "last.pt")
-    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                                                   scaler=scaler, rank=dist.rank(), world_size=world,
-                                                   config=cfg.to_dict())
+    start, history, resumed = ckpt.resume_training(
+        cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        rank=dist.rank(), world_size=world, config=cfg.to_dict(),
+    )
     if distributed:
         starts = dist.all_gather_object(start)
         if len(set(starts)) > 1:

@@ -288,9 +288,10 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         ignore_index=cfg.ignore_index,
     )
     last_path = os.path.join(run_dir, "last.pt")
-    start, history, resumed = ckpt.resume_training(cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                                                   scaler=scaler, rank=dist.rank(), world_size=world,
-                                                   config=cfg.to_dict())
+    start, history, resumed = ckpt.resume_training(
+        cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        rank=dist.rank(), world_size=world, config=cfg.to_dict(),
+    )
     if distributed:
         starts = dist.all_gather_object(start)
         if len(set(starts)) > 1:
@@ -340,7 +341,8 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
                      res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
         if done % cfg.checkpoint_interval == 0 or done == end:
             try:
-                check_finite_state(net, every_process=distributed)  # e.g. BatchNorm statistics blown up by a finite loss
+                # e.g. BatchNorm statistics blown up by a finite loss
+                check_finite_state(net, every_process=distributed)
             except FloatingPointError as err:
                 raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
             rng_ranks = dist.all_gather_object(ckpt.rng_state()) if distributed else None
