@@ -86,7 +86,7 @@ CASES = [
     # (id, command, argv, message regex)
     ("rerun-existing-name", train.cli, [*TINY, "--output-dir", W("runs"), "--name", "done"],
      r"runs/done already holds a run \(last\.pt and model\.pt at step 2\); continue it with --resume auto, "
-     r"replace it with --overwrite, or choose another --name"),
+     r"replace it with --overwrite true, or choose another --name"),
     ("resume-from-weights-only", train.cli, [*TINY, "--output-dir", W("runs"), "--name", "fresh", "--resume",
                                              W("runs/done/model.pt")], r"not a training state .*--init-from"),
     ("config-file-missing", train.cli, ["--config", W("nope.yaml")], r"cannot read config file .*nope\.yaml"),

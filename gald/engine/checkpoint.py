@@ -159,7 +159,7 @@ def prepare_run_dir(run_dir: str, *, resume: str | None, overwrite: bool, main: 
                 step = ""
         raise OutputExistsError(
             f"{run_dir} already holds a run ({' and '.join(held)}{step}); continue it with --resume auto, "
-            "replace it with --overwrite, or choose another --name"
+            "replace it with --overwrite true, or choose another --name"
         )
     if not main:
         return
