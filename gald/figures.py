@@ -1,41 +1,4 @@
 """Deprecated alias of :mod:`gald.viz.figures`, kept for one minor release (removed in 0.3.0)."""
 
-from gald.viz.figures import (  # noqa: F401
-    ablation_figure,
-    ablation_table,
-    attribution_figure,
-    claims_figure,
-    cue_twins_figure,
-    curves_figure,
-    group_accuracy,
-    image_grid,
-    ld_channels_figure,
-    ld_mask_figure,
-    load_ablation,
-    mask_by_pattern_size,
-    mask_size_figure,
-    scene_batch,
-    segmentation_grid,
-    STAGE_KEYS,
-    stage_predictions,
-)
-
-__all__ = [
-    "STAGE_KEYS",
-    "ablation_figure",
-    "claims_figure",
-    "ablation_table",
-    "attribution_figure",
-    "cue_twins_figure",
-    "curves_figure",
-    "group_accuracy",
-    "image_grid",
-    "ld_channels_figure",
-    "ld_mask_figure",
-    "load_ablation",
-    "mask_by_pattern_size",
-    "mask_size_figure",
-    "scene_batch",
-    "segmentation_grid",
-    "stage_predictions",
-]
+from gald.viz.figures import *  # noqa: F401,F403
+from gald.viz.figures import __all__  # noqa: F401

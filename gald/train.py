@@ -26,7 +26,6 @@ import sys
 from gald.config import DetectionConfig, add_config_arguments, config_from_args
 from gald.data import synthetic
 from gald.engine import detection
-from gald.engine.loop import check_world_size
 from gald.errors import add_debug_argument, command_errors
 from gald.engine.segmentation import fit
 
@@ -79,7 +78,6 @@ def detection_cli(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     with command_errors(parser.prog, debug=args.debug):
         cfg = config_from_args(args, DetectionConfig)
-        check_world_size(cfg.batch_size)
         return detection.fit(cfg)
 
 
@@ -99,7 +97,6 @@ def cli(argv: list[str] | None = None) -> dict:
         cfg = config_from_args(args)
         if cfg.dataset == "synthetic":
             synthetic.check_version(cfg.synthetic_version)
-        check_world_size(cfg.batch_size)
         return fit(cfg)
 
 

@@ -16,7 +16,6 @@ class names, metrics — what :func:`gald.engine.predictor.load_detector` loads)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -24,7 +23,6 @@ import time
 from typing import Any
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 from gald.config import DetectionConfig, detector_config
@@ -32,8 +30,8 @@ from gald.data.build import build_detection_data, detection_batches
 from gald.data.detection import collate
 from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
-from gald.engine.loop import LossMeter, check_finite_state, check_world_size, non_finite_stop, training_state
-from gald.engine.runtime import autocast, resolve_device, run_logging, seed_everything
+from gald.engine.loop import LossMeter, non_finite_stop, open_run, prepare_run, resume_run, save_run_state
+from gald.engine.runtime import autocast
 from gald.errors import ConfigError
 from gald.metrics.detection import coco_evaluate, coco_from_targets, coco_results, voc_evaluate
 from gald.models.detector import build_detector, sampling_seeds
@@ -137,28 +135,14 @@ def fit(cfg: DetectionConfig) -> dict:
     more than one process): ``cfg.batch_size`` is the global batch, split evenly over the processes.
     Rank 0 writes every file and evaluates.
     """
-    check_world_size(cfg.batch_size)  # one line before any process joins the group
-    restarted = dist.elastic_restart_count() > 0
-    if restarted and (cfg.resume is None or os.path.isfile(os.path.join(cfg.run_dir, "last.pt"))):
-        # torchrun restarted the group after a failure: every worker continues from this run's
-        # last.pt (not from a --resume file given at the first start: that would lose the progress since)
-        cfg = dataclasses.replace(cfg, resume="auto")
-    ckpt.prepare_run_dir(cfg.run_dir, resume=cfg.resume, overwrite=cfg.overwrite,
-                         main=int(os.environ.get("RANK", "0")) == 0)
+    cfg = prepare_run(cfg)  # before any process joins the group or writes
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 
 
 def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
-    device = resolve_device(cfg.device)
-    distributed = dist.init_distributed(device, timeout=cfg.dist_timeout)
-    world = check_world_size(cfg.batch_size, dist.world_size())
+    device, distributed, world = open_run(cfg, cleanup)
     run_dir = cfg.run_dir
-    if dist.is_main():
-        cleanup.enter_context(run_logging(run_dir))
-        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    seed_everything(cfg.seed + dist.rank())
     train_set, val_set, classes = build_detection_data(cfg)
     model = build_detector(detector_config(cfg, len(classes) + 1))
     if cfg.init_from:
@@ -180,18 +164,8 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     last_path = os.path.join(run_dir, "last.pt")
-    start, history, resumed = ckpt.resume_training(
-        cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        rank=dist.rank(), world_size=world, config=cfg.to_dict(),
-    )
-    if distributed:
-        starts = dist.all_gather_object(start)
-        if len(set(starts)) > 1:
-            raise ConfigError(f"the processes resumed from different steps {starts}: {run_dir} must be on a "
-                              "filesystem every node shares (rank 0 alone writes last.pt)")
-    if resumed:
-        log.info("resumed from %s at step %d%s", resumed, start,
-                 f" (torchrun restart {dist.elastic_restart_count()})" if dist.elastic_restart_count() else "")
+    start, history = resume_run(cfg, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                distributed=distributed, world=world, log=log)
     net = model
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -226,14 +200,7 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
             history["val"].append({"step": done, "voc07_mAP": res["voc07_mAP"], "box_AP": res["box"]["AP"]})
             log.info("step %d: val VOC07 mAP %.2f, box AP %.2f", done, res["voc07_mAP"], res["box"]["AP"])
         if done % cfg.checkpoint_interval == 0 or done == end:
-            try:
-                check_finite_state(net, every_process=distributed)
-            except FloatingPointError as err:
-                raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
-            rng_ranks = dist.all_gather_object(ckpt.rng_state()) if distributed else None
-            if dist.is_main():
-                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history, rng_ranks),
-                                     last_path)
+            save_run_state(net, optimizer, scheduler, scaler, done, cfg, history, last_path, distributed=distributed)
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     rank = dist.rank()  # read before the group is gone (then every process would say rank 0)
     dist.cleanup()  # the processes are done with each other; rank 0 evaluates and writes alone

@@ -3,18 +3,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
+import logging
 import os
 from collections.abc import Mapping
 
 import torch
+import yaml
 from torch import nn
 
+from gald.engine import checkpoint as ckpt
+from gald.engine import distributed as dist
 from gald.engine.checkpoint import rng_state
 from gald.engine.distributed import all_gather_object
+from gald.engine.runtime import resolve_device, run_logging, seed_everything
 from gald.errors import ConfigError, NonFiniteStop
 
-__all__ = ["LossMeter", "non_finite_stop", "check_world_size", "check_finite_state", "training_state"]
+__all__ = [
+    "LossMeter", "non_finite_stop", "check_world_size", "check_finite_state", "training_state", "prepare_run",
+    "open_run", "resume_run", "save_run_state",
+]
 
 
 class LossMeter:
@@ -93,3 +103,69 @@ def training_state(model: nn.Module, optimizer, scheduler, scaler, step: int, cf
         "history": history,
         "format_version": 1,
     }
+
+
+# The steps both fit() functions take, in this order: prepare_run (before any process joins the
+# group), open_run, resume_run, then save_run_state at every checkpoint.
+
+
+def prepare_run(cfg):
+    """Checks and tidying before any process joins the group or writes: the world size against the
+    global batch, the run folder (:func:`gald.engine.checkpoint.prepare_run_dir`), and, under a
+    torchrun restart, ``resume="auto"``: every worker continues from this run's ``last.pt`` (also
+    over a ``--resume`` file given at the first start, which would lose the progress since).
+    Returns the config to train with."""
+    check_world_size(cfg.batch_size)
+    restarted = dist.elastic_restart_count() > 0
+    if restarted and (cfg.resume is None or os.path.isfile(os.path.join(cfg.run_dir, "last.pt"))):
+        cfg = dataclasses.replace(cfg, resume="auto")
+    ckpt.prepare_run_dir(cfg.run_dir, resume=cfg.resume, overwrite=cfg.overwrite,
+                         main=int(os.environ.get("RANK", "0")) == 0)
+    return cfg
+
+
+def open_run(cfg, cleanup: contextlib.ExitStack) -> tuple[torch.device, bool, int]:
+    """Join the process group, start the run log and ``config.yaml`` (rank 0), seed this process.
+    Returns ``(device, distributed, world size)``."""
+    device = resolve_device(cfg.device)
+    distributed = dist.init_distributed(device, timeout=cfg.dist_timeout)
+    world = check_world_size(cfg.batch_size, dist.world_size())
+    if dist.is_main():
+        cleanup.enter_context(run_logging(cfg.run_dir))
+        with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    seed_everything(cfg.seed + dist.rank())
+    return device, distributed, world
+
+
+def resume_run(cfg, last_path: str, *, model: nn.Module, optimizer, scheduler, scaler, distributed: bool, world: int,
+               log: logging.Logger) -> tuple[int, dict]:
+    """:func:`gald.engine.checkpoint.resume_training` for this process, then a check that every
+    process resumed from the same step. Returns ``(step, history)``."""
+    start, history, resumed = ckpt.resume_training(
+        cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        rank=dist.rank(), world_size=world, config=cfg.to_dict(),
+    )
+    if distributed:
+        starts = all_gather_object(start)
+        if len(set(starts)) > 1:
+            raise ConfigError(f"the processes resumed from different steps {starts}: {cfg.run_dir} must be on a "
+                              "filesystem every node shares (rank 0 alone writes last.pt)")
+    if resumed:
+        restart = dist.elastic_restart_count()
+        log.info("resumed from %s at step %d%s", resumed, start, f" (torchrun restart {restart})" if restart else "")
+    return start, history
+
+
+def save_run_state(net: nn.Module, optimizer, scheduler, scaler, step: int, cfg, history: dict, last_path: str, *,
+                   distributed: bool) -> None:
+    """Write ``last.pt`` at ``step`` (rank 0), after every process checked its model state finite
+    (a NaN or infinite BatchNorm statistic can follow a finite loss) and shared its RNG states."""
+    try:
+        check_finite_state(net, every_process=distributed)
+    except FloatingPointError as err:
+        raise non_finite_stop(err, step, scheduler.get_last_lr()[0], last_path) from None
+    rng_ranks = all_gather_object(rng_state()) if distributed else None
+    if dist.is_main():
+        state = training_state(net, optimizer, scheduler, scaler, step, cfg, history, rng_ranks)
+        ckpt.save_checkpoint(state, last_path)

@@ -12,7 +12,6 @@ as :mod:`gald.engine.detection`'s, and are reused by :mod:`gald.engine.evaluatio
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -22,7 +21,6 @@ import time
 from collections.abc import Callable
 
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -33,10 +31,17 @@ from gald.deploy.nnpack import convert_to_nnpack
 from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
 from gald.engine.inference import TestProtocol, infer
-from gald.engine.loop import LossMeter, check_finite_state, check_world_size, non_finite_stop, training_state
+from gald.engine.loop import (
+    LossMeter,
+    non_finite_stop,
+    open_run,
+    prepare_run,
+    resume_run,
+    save_run_state,
+    training_state,
+)
 from gald.engine.memory import set_activation_checkpointing
-from gald.engine.runtime import autocast, resolve_device, run_logging, seed_everything
-from gald.errors import ConfigError
+from gald.engine.runtime import autocast
 from gald.losses import build_criterion
 from gald.metrics.ld_effect import format_ld_effect, has_ld, ld_effect, ld_effect_summary
 from gald.metrics.segmentation import SegmentationMetrics, format_table
@@ -230,28 +235,14 @@ def save_curves(history: dict, path: str) -> None:
 
 def fit(cfg: TrainConfig) -> dict:
     """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
-    check_world_size(cfg.batch_size)  # one line before any process joins the group
-    restarted = dist.elastic_restart_count() > 0
-    if restarted and (cfg.resume is None or os.path.isfile(os.path.join(cfg.run_dir, "last.pt"))):
-        # torchrun restarted the group after a failure: every worker continues from this run's
-        # last.pt (not from a --resume file given at the first start: that would lose the progress since)
-        cfg = dataclasses.replace(cfg, resume="auto")
-    ckpt.prepare_run_dir(cfg.run_dir, resume=cfg.resume, overwrite=cfg.overwrite,
-                         main=int(os.environ.get("RANK", "0")) == 0)
+    cfg = prepare_run(cfg)  # before any process joins the group or writes
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 
 
 def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
-    device = resolve_device(cfg.device)
-    distributed = dist.init_distributed(device, timeout=cfg.dist_timeout)
-    world = check_world_size(cfg.batch_size, dist.world_size())
+    device, distributed, world = open_run(cfg, cleanup)
     run_dir = cfg.run_dir
-    if dist.is_main():
-        cleanup.enter_context(run_logging(run_dir))
-        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    seed_everything(cfg.seed + dist.rank())
 
     data = build_segmentation_data(cfg, rank=dist.rank(), world_size=world)
     model = build_model(model_config(cfg, data.num_classes))
@@ -288,18 +279,8 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         ignore_index=cfg.ignore_index,
     )
     last_path = os.path.join(run_dir, "last.pt")
-    start, history, resumed = ckpt.resume_training(
-        cfg.resume, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        rank=dist.rank(), world_size=world, config=cfg.to_dict(),
-    )
-    if distributed:
-        starts = dist.all_gather_object(start)
-        if len(set(starts)) > 1:
-            raise ConfigError(f"the processes resumed from different steps {starts}: {run_dir} must be on a "
-                              "filesystem every node shares (rank 0 alone writes last.pt)")
-    if resumed:
-        log.info("resumed from %s at step %d%s", resumed, start,
-                 f" (torchrun restart {dist.elastic_restart_count()})" if dist.elastic_restart_count() else "")
+    start, history = resume_run(cfg, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                distributed=distributed, world=world, log=log)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -340,15 +321,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             log.info("step %d/%d: val mIoU %.2f (small %.2f, boundary %.2f)", done, cfg.iterations,
                      res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
         if done % cfg.checkpoint_interval == 0 or done == end:
-            try:
-                # e.g. BatchNorm statistics blown up by a finite loss
-                check_finite_state(net, every_process=distributed)
-            except FloatingPointError as err:
-                raise non_finite_stop(err, done, scheduler.get_last_lr()[0], last_path) from None
-            rng_ranks = dist.all_gather_object(ckpt.rng_state()) if distributed else None
-            if dist.is_main():
-                ckpt.save_checkpoint(training_state(net, optimizer, scheduler, scaler, done, cfg, history, rng_ranks),
-                                     last_path)
+            save_run_state(net, optimizer, scheduler, scaler, done, cfg, history, last_path, distributed=distributed)
     bar.close()
     if data.skipped:
         log.warning("skipped %d corrupt training images (named in the warnings above)", data.skipped)
