@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from gald.config import bounded
 from gald.data.synthetic import GENERATOR_VERSION, GENERATOR_VERSIONS, export_cityscapes_layout
 from gald.errors import add_debug_argument, command_errors
 
@@ -19,12 +20,12 @@ from gald.errors import add_debug_argument, command_errors
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="dataset root to create or update")
-    parser.add_argument("--seed", type=int, default=0, help="benchmark seed")
-    parser.add_argument("--train", type=int, default=400, help="training images")
-    parser.add_argument("--val", type=int, default=100, help="validation images")
-    parser.add_argument("--test", type=int, default=100, help="test images")
-    parser.add_argument("--height", type=int, default=128, help="image height")
-    parser.add_argument("--width", type=int, default=256, help="image width")
+    parser.add_argument("--seed", type=bounded(int, 0), default=0, help="benchmark seed")
+    parser.add_argument("--train", type=bounded(int, 0), default=400, help="training images")
+    parser.add_argument("--val", type=bounded(int, 0), default=100, help="validation images")
+    parser.add_argument("--test", type=bounded(int, 0), default=100, help="test images")
+    parser.add_argument("--height", type=bounded(int, 32), default=128, help="image height")
+    parser.add_argument("--width", type=bounded(int, 32), default=256, help="image width")
     parser.add_argument("--version", type=int, default=GENERATOR_VERSION, choices=GENERATOR_VERSIONS,
                         help="benchmark version (docs/synthetic.md)")
     parser.add_argument("--force", action="store_true", help="overwrite files whose content differs")

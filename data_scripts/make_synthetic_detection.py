@@ -16,7 +16,8 @@ import logging
 import os
 import sys
 
-from gald.data.detection import export_coco_layout, export_voc_layout
+from gald.config import bounded
+from gald.data.detection import check_layout_free, export_coco_layout, export_voc_layout
 from gald.errors import add_debug_argument, command_errors
 
 
@@ -24,20 +25,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--format", choices=["voc", "coco", "both"], default="both")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-train", type=int, default=400)
-    parser.add_argument("--num-val", type=int, default=100)
-    parser.add_argument("--size", type=int, nargs=2, default=[128, 256], metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--seed", type=bounded(int, 0), default=0)
+    parser.add_argument("--num-train", type=bounded(int, 0), default=400)
+    parser.add_argument("--num-val", type=bounded(int, 0), default=100)
+    parser.add_argument("--size", type=bounded(int, 32), nargs=2, default=[128, 256], metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--force", action="store_true", help="replace the files of an earlier export in --out")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    voc, coco = os.path.join(args.out, "VOCdevkit", "VOC2007"), os.path.join(args.out, "coco")
     with command_errors(parser.prog, debug=args.debug):
+        for folder, wanted in ((voc, ("voc", "both")), (coco, ("coco", "both"))):
+            if args.format in wanted:  # both checked before either is written
+                check_layout_free(folder, force=args.force)
         if args.format in ("voc", "both"):
             export_voc_layout(args.out, seed=args.seed, num_trainval=args.num_train, num_test=args.num_val,
-                              size=tuple(args.size))
+                              size=tuple(args.size), force=args.force)
         if args.format in ("coco", "both"):
-            export_coco_layout(os.path.join(args.out, "coco"), seed=args.seed, num_train=args.num_train,
-                               num_val=args.num_val, size=tuple(args.size))
+            export_coco_layout(coco, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
+                               size=tuple(args.size), force=args.force)
     return 0
 
 

@@ -6,7 +6,8 @@
 Archives (download by hand from https://www.cityscapes-dataset.com/downloads/): leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip (required), gtCoarse.zip and leftImg8bit_trainextra.zip (optional, coarse).
 Re-running skips files already extracted. Verification checks that every image has its label, the
 PNG modes, the label values, and the counts per split against the official ones (2975/500/1525 fine, 19998 train_extra):
-fewer is a warning, an error with --strict. Exits 1 on any error, naming the first offending paths.
+fewer is a warning, an error with --strict. Exits 1 when verification finds problems, naming the first
+offending paths; 2 (one line) for a missing or damaged archive or root.
 The logic lives in gald.data.prepare; see docs/data.md.
 """
 

@@ -3,8 +3,8 @@
     python data_scripts/prepare_folder.py --verify-only data/mydata [--max-paths 10]
 
 Loads every image and mask, so unknown mask values or colours, wrong modes, missing masks and bad
-split files are found before training. Exits 1 on any error. The format is in docs/data.md; the
-logic lives in ``gald.data.prepare.verify_folder``.
+split files are found before training. Exits 1 when it finds problems; 2 (one line) when ROOT is
+missing. The format is in docs/data.md; the logic lives in ``gald.data.prepare.verify_folder``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from gald.data.prepare import verify_folder
-from gald.errors import add_debug_argument, command_errors
+from gald.errors import MissingFileError, add_debug_argument, command_errors
 
 log = logging.getLogger("prepare_folder")
 
@@ -28,6 +29,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not Path(args.verify_only).is_dir():
+        raise MissingFileError(f"dataset root {args.verify_only} does not exist (a folder dataset: docs/data.md, 'Your own data')")
     report = verify_folder(args.verify_only, max_paths=args.max_paths)
     (log.info if report.ok else log.error)("%s", report.format())
     return 0 if report.ok else 1

@@ -6,7 +6,8 @@
 Archives (download by hand from https://www.mapillary.com/dataset/vistas): mapillary-vistas-dataset_public_v1.2.zip.
 Re-running skips files already extracted. Verification checks that every image has its label, the
 PNG modes, the label values, and the counts per split against the official ones (18000/2000/5000):
-fewer is a warning, an error with --strict. Exits 1 on any error, naming the first offending paths.
+fewer is a warning, an error with --strict. Exits 1 when verification finds problems, naming the first
+offending paths; 2 (one line) for a missing or damaged archive or root.
 The logic lives in gald.data.prepare; see docs/data.md.
 """
 

@@ -26,7 +26,8 @@ Hardening: uploads are limited to :data:`MAX_FILE_SIZE`; images are decoded only
 images are converted to 8-bit RGB with a notice; images with a side over :data:`MAX_SIDE` are
 downscaled to it, images with a side under :data:`MIN_SIDE` are refused and those under
 :data:`UPSCALE_SIDE` upscaled to it; the queue is bounded (:data:`QUEUE_SIZE`) and serves one
-model call at a time; Gradio's analytics are off.
+model call at a time; cached files (uploads too) are deleted after :data:`CACHE_SECONDS` and kept
+under :data:`CACHE_BYTES` in total; Gradio's analytics are off.
 """
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import argparse
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from gald.config import bounded
 from gald.data.images import IMAGE_FORMATS, ImageError
 from gald.deploy.official import official_arch as _official_arch  # noqa: F401 (its name here until 0.2.0)
 from gald.engine.predictor import DEFAULT_CHECKPOINT, Predictor, default_checkpoint, load_predictor
+from gald.engine.runtime import resolve_device
 from gald.errors import add_debug_argument, command_errors
 
 # The views moved to gald.viz.views in 0.2.1; their names stay importable from here in 0.2.x.
@@ -78,6 +82,7 @@ __all__ = [
     "analyze",
     "attribution_view",
     "build_demo",
+    "guard_cache",
     "default_checkpoint",
     "example_images",
     "ld_views",
@@ -87,11 +92,68 @@ __all__ = [
     "model_info_markdown",
     "prediction_views",
     "prepare_image",
+    "prune_cache",
     "stage_views",
 ]
 
 MAX_FILE_SIZE = "10mb"
 QUEUE_SIZE = 16
+#: the page's files (uploads, whether or not a model call used them, and outputs) are deleted once
+#: older than this many seconds, checked as often (Gradio's ``delete_cache``), and all at shutdown
+CACHE_SECONDS = 3600
+#: and never total more than this many bytes: the oldest go first (:func:`prune_cache`)
+CACHE_BYTES = 512 * 2**20
+
+
+def prune_cache(demo, max_bytes: int = CACHE_BYTES) -> list[str]:
+    """Delete the oldest of the page's cached files until they total at most ``max_bytes``.
+
+    The page's files are those Gradio tracks for it (``demo.temp_file_sets``: uploads posted to
+    ``/gradio_api/upload`` and the images it served); example images are kept.
+
+    Returns:
+        The deleted paths, oldest first.
+    """
+    keep = set()
+    for component in demo.blocks.values():
+        keep.update(getattr(component, "keep_in_cache", ()))
+    files = []
+    for tracked in demo.temp_file_sets:
+        for path in list(tracked):  # a copy: Gradio's threads add to the set while we look
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                tracked.discard(path)
+                continue
+            if path not in keep:
+                files.append((st.st_ctime, st.st_size, path, tracked))
+    total = sum(size for _, size, _, _ in files)
+    removed = []
+    for _, size, path, tracked in sorted(files, key=lambda f: f[0]):
+        if total <= max_bytes:
+            break
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        tracked.discard(path)
+        total -= size
+        removed.append(path)
+    return removed
+
+
+def guard_cache(demo, max_bytes: int = CACHE_BYTES, every: float = 10.0) -> threading.Event:
+    """Run :func:`prune_cache` every ``every`` seconds in a daemon thread; set the returned event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            removed = prune_cache(demo, max_bytes)
+            if removed:
+                log.info("cache over %d MB: deleted the %d oldest files", max_bytes // 2**20, len(removed))
+
+    threading.Thread(target=loop, name="gald-cache-guard", daemon=True).start()
+    return stop
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,13 +198,20 @@ def _image_input(**kwargs):
     return _IMAGE_INPUT_CLASS(**kwargs)
 
 
-def build_demo(predictor: Predictor, *, examples: Sequence[tuple[str, str]] | None = None):
+def build_demo(
+    predictor: Predictor,
+    *,
+    examples: Sequence[tuple[str, str]] | None = None,
+    cache_seconds: int = CACHE_SECONDS,
+):
     """The page, wired to the functions above. Endpoints: ``/segment``, ``/overlay``,
     ``/ld_masks``, ``/attribute``.
 
     Args:
         predictor: the loaded model (see :func:`load_predictor`).
         examples: ``(path, label)`` pairs; default :func:`example_images`.
+        cache_seconds: delete the page's cached files (uploads included) older than this, checked
+            this often.
 
     Returns:
         A ``gr.Blocks`` with a bounded queue; launch it with :data:`LAUNCH_KWARGS`.
@@ -195,7 +264,7 @@ def build_demo(predictor: Predictor, *, examples: Sequence[tuple[str, str]] | No
             raise gr.Error(str(err)) from None
 
     stage_choices = [(STAGE_NAMES[s], s) for s in STAGE_NAMES if s != "ga" or predictor.has_ga]
-    with gr.Blocks(title="GALD demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title="GALD demo", analytics_enabled=False, delete_cache=(cache_seconds, cache_seconds)) as demo:
         gr.Markdown(
             "# GALD: Global Aggregation then Local Distribution\n"
             "Semantic segmentation with a GALD head (Li et al., BMVC 2019; authors' code: "
@@ -292,9 +361,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "authors' GALD-Net .pth; default: the shipped synthetic-benchmark model")
     parser.add_argument("--untrained", action="store_true", help="random weights (to try the page without a checkpoint)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=bounded(int, 0, 65535), default=7860)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=bounded(int, 1), default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cache-seconds", type=bounded(int, 1), default=CACHE_SECONDS,
+                        help="delete uploads and served images older than this, checked this often")
+    parser.add_argument("--cache-mb", type=bounded(int, 1), default=CACHE_BYTES // 2**20,
+                        help="keep the uploads and served images below this many MB in total, oldest deleted first")
     add_debug_argument(parser)
     return parser
 
@@ -307,9 +380,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, tighter than its default
     with command_errors(parser.prog, debug=args.debug):
-        predictor = load_predictor(args.checkpoint, untrained=args.untrained, device=args.device)
+        predictor = load_predictor(args.checkpoint, untrained=args.untrained, device=str(resolve_device(args.device)))
     log.info("loaded %s (%s, %d classes)", predictor.source, predictor.kind, predictor.num_classes)
-    demo = build_demo(predictor)
+    demo = build_demo(predictor, cache_seconds=args.cache_seconds)
+    guard_cache(demo, args.cache_mb * 2**20)
     demo.launch(server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)
 
 

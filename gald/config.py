@@ -28,8 +28,8 @@ T = TypeVar("T")
 __all__ = [
     "RunConfig", "TrainConfig", "DetectionConfig", "add_config_arguments", "config_from_args", "load_config",
     "load_detection_config", "model_config", "detector_config", "recorded_train_config",
-    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES",
-    "UnknownChoiceError", "check_choice", "lookup",
+    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES", "OUTPUT_STRIDES",
+    "BOUNDS", "UnknownChoiceError", "bounded", "check_choice", "check_range", "lookup",
 ]
 
 # Each choice list of the configs and the model builders, defined once and checked by check_choice
@@ -39,6 +39,7 @@ ANNOTATIONS = ("fine", "coarse")  # Cityscapes gtFine / gtCoarse
 CHECKPOINT_POLICIES = ("full", "selective")  # activation checkpointing: whole blocks / keep 3x3 outputs
 NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors' Caffe BGR mean
 FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
+OUTPUT_STRIDES = (8, 16, 32)  # backbone: layer3 and layer4 dilated | layer4 dilated | none
 
 
 class UnknownChoiceError(ConfigError, KeyError):
@@ -89,17 +90,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        _check_bounds(self)
         check_choice("amp", self.amp, AMP_MODES)
-        for key in ("log_interval", "checkpoint_interval"):
-            if getattr(self, key, 1) < 1:
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if getattr(self, "eval_interval", 0) < 0:
-            raise ConfigError(f"eval_interval must be >= 0 (0: no evaluation during training), got {self.eval_interval}")
         if self.data_root is not None and self.dataset == "synthetic":
             raise ConfigError(f"data_root {self.data_root!r} is given but dataset is 'synthetic' (generated in memory, "
                               "no files): name the dataset of that folder with --dataset")
-        if self.dist_timeout <= 0:
-            raise ConfigError(f"dist_timeout must be positive (seconds), got {self.dist_timeout}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,10 +176,11 @@ class TrainConfig(RunConfig):
         check_choice("checkpoint_policy", self.checkpoint_policy, CHECKPOINT_POLICIES)
         check_choice("normalization", self.normalization, NORMALIZATIONS)
         check_choice("mode", self.mode, FIDELITY_MODES)
+        check_choice("output_stride", self.output_stride, OUTPUT_STRIDES)
         if len(self.crop_size) != 2:
             raise ConfigError(f"crop_size needs [height, width], got {self.crop_size}")
-        if self.iterations < 1 or self.batch_size < 1:
-            raise ConfigError("iterations and batch_size must be positive")
+        if len(self.scale_range) != 2 or self.scale_range[0] > self.scale_range[1]:
+            raise ConfigError(f"scale_range needs [low, high] with low <= high, got {self.scale_range}")
 
 
 #: Keys added to :class:`TrainConfig` after checkpoints were written with it, and the value those
@@ -216,6 +212,64 @@ def _check_types(cfg: RunConfig) -> None:
         converted = _conform(f.name, value, hints[f.name])
         if converted is not value:
             object.__setattr__(cfg, f.name, converted)
+
+
+#: Ranges of the numeric keys of both configs, checked when a config is made (a list key element by
+#: element): ``(lowest, highest, whether lowest itself is excluded)``; ``None`` = unbounded.
+BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
+    **dict.fromkeys(("seed", "data_seed", "workers", "eval_interval", "ohem_min_kept", "stage_iterations",
+                     "warmup_iters", "lr_steps", "trainable_backbone_layers"), (0, None, False)),
+    **dict.fromkeys(("log_interval", "checkpoint_interval", "iterations", "batch_size", "eval_batch_size", "num_train",
+                     "num_val", "crop_size", "image_size", "d", "depths", "widths", "head_channels", "aux_channels",
+                     "stop_at", "epochs", "resize_short", "min_size", "max_size", "fpn_channels", "output_stride",
+                     "synthetic_version"), (1, None, False)),
+    **dict.fromkeys(("scale_range", "max_grad_norm", "dist_timeout", "gamma"), (0, None, True)),
+    # a learning rate of 0 is allowed: it measures what a step does without the update
+    **dict.fromkeys(("lr", "stage_lr", "weight_decay", "poly_power", "aux_weight"), (0, None, False)),
+    **dict.fromkeys(("momentum", "ohem_thresh", "warmup_ratio", "mask_threshold"), (0, 1, False)),
+    "ignore_index": (0, 255, False),
+}
+
+
+def check_range(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+                open_low: bool = False) -> None:
+    """Refuse ``value`` (or any element of a list or tuple) outside ``[low, high]`` (``(low, high]``
+    with ``open_low``), naming ``name``: a config key or a command-line flag.
+
+    Raises:
+        ConfigError: ``"<name> must be <range>, got <value>"``.
+    """
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if (low is not None and (v < low or (open_low and v == low))) or (high is not None and v > high):
+            if high is not None:
+                want = f"in ({low}, {high}]" if open_low else f"in [{low}, {high}]"
+            else:
+                want = f"> {low}" if open_low else f"at least {low}"
+            raise ConfigError(f"{name} must be {want}, got {value!r}")
+
+
+def bounded(kind: type, low: float | None = None, high: float | None = None, *, open_low: bool = False):
+    """An argparse ``type=`` that converts with ``kind`` and refuses values outside the range of
+    :func:`check_range`: argparse then prints ``argument --flag: must be …`` and exits with code 2."""
+
+    def convert(text: str):
+        value = kind(text)  # a ValueError here is argparse's "invalid int value"
+        try:
+            check_range("value", value, low, high, open_low=open_low)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("value ")) from None
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _check_bounds(cfg: RunConfig) -> None:
+    """Refuse a numeric key outside :data:`BOUNDS`, naming the key and the range."""
+    for f in dataclasses.fields(cfg):
+        bounds, value = BOUNDS.get(f.name), getattr(cfg, f.name)
+        if bounds is not None and value is not None:
+            check_range(f.name, value, bounds[0], bounds[1], open_low=bounds[2])
 
 
 def _conform(key: str, value: Any, hint: Any) -> Any:
@@ -401,8 +455,6 @@ class DetectionConfig(RunConfig):
             raise ConfigError(f"dataset must be 'synthetic', 'voc' or 'coco', got {self.dataset!r}")
         if len(self.image_size) != 2:
             raise ConfigError(f"image_size needs [height, width], got {self.image_size}")
-        if self.iterations < 1 or self.batch_size < 1:
-            raise ConfigError("iterations and batch_size must be positive")
 
     @property
     def masks(self) -> bool:

@@ -30,12 +30,14 @@ import math
 import os
 import sys
 
+from gald.config import bounded
 from gald.engine.evaluation import evaluate_checkpoint
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
-from gald.metrics.ld_effect import format_ld_effect, ld_effect_summary
-from gald.metrics.segmentation import format_class_row, format_table
+from gald.engine.runtime import resolve_device
 from gald.errors import ConfigError, OutputExistsError, add_debug_argument, command_errors
 from gald.files import check_output
+from gald.metrics.ld_effect import format_ld_effect, ld_effect_summary
+from gald.metrics.segmentation import format_class_row, format_table
 from gald.models import LD_ARRANGEMENTS, read_checkpoint, require_task
 
 # Deprecated aliases (moved to gald.engine.inference in 0.2.0), kept for one minor release.
@@ -54,8 +56,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default=None, help="synthetic | synthetic_disk | cityscapes | mapillary | folder (default: as trained)")
     parser.add_argument("--data-root", default=None, help="dataset root for the on-disk datasets")
     parser.add_argument("--split", default=None, help="split to evaluate (default: the config's validation split)")
-    parser.add_argument("--num-val", type=int, default=None, help="synthetic: number of validation images")
-    parser.add_argument("--batch-size", type=int, default=1, help="images per batch (same-size images only)")
+    parser.add_argument("--num-val", type=bounded(int, 1), default=None, help="synthetic: number of validation images")
+    parser.add_argument("--batch-size", type=bounded(int, 1), default=1, help="images per batch (same-size images only)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--nnpack", action="store_true",
                         help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
@@ -63,7 +65,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ld-effect", action="store_true",
                         help="also measure the LD effect: each metric as trained minus with LD's masks replaced by "
                              "their spatial means, with 95%% bootstrap intervals over images (models with LD only)")
-    parser.add_argument("--sesoi", type=float, default=1.0,
+    parser.add_argument("--sesoi", type=bounded(float, 0, open_low=True), default=1.0,
                         help="smallest LD effect of interest in mIoU points, for the 'LD inert' verdict (default 1)")
     parser.add_argument("--method", default="gald", help="row name of the Table 4-style per-class row")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -109,7 +111,7 @@ def _main(args: argparse.Namespace) -> dict:
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size")
     results = evaluate_checkpoint(
         args.checkpoint, dataset=args.dataset, data_root=args.data_root, split=args.split, num_val=args.num_val,
-        batch_size=args.batch_size, device=args.device, stages=not args.no_stages,
+        batch_size=args.batch_size, device=str(resolve_device(args.device)), stages=not args.no_stages,
         protocol=protocol_from_args(args, train_crop), normalization=args.normalization, export_dir=args.export_dir,
         ckpt=ckpt, nnpack=args.nnpack, ld_effect=args.ld_effect, sesoi=args.sesoi,
     )  # fmt: skip

@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from gald.config import bounded
 from gald.deploy.export import export_onnx, onnx_max_abs_diff
 from gald.errors import add_debug_argument, command_errors
 from gald.files import check_output
@@ -30,8 +31,8 @@ def main(argv: list[str] | None = None) -> float | None:
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by gald.train")
     parser.add_argument("--out", required=True, help="output .onnx file")
-    parser.add_argument("--height", type=int, default=128, help="example height for tracing")
-    parser.add_argument("--width", type=int, default=256, help="example width for tracing")
+    parser.add_argument("--height", type=bounded(int, 1), default=128, help="example height for tracing")
+    parser.add_argument("--width", type=bounded(int, 1), default=256, help="example width for tracing")
     parser.add_argument("--check", action="store_true", help="compare with PyTorch in onnxruntime")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_debug_argument(parser)

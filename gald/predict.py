@@ -33,14 +33,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
+from gald.config import bounded
 from gald.data.images import MAX_PIXELS, ImageError, read_image
 from gald.deploy.submission import train_ids_to_label_ids, write_label_png
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
 from gald.engine.predictor import Predictor, default_checkpoint
+from gald.engine.runtime import resolve_device
 from gald.errors import ConfigError, MissingFileError, add_debug_argument, command_errors
 from gald.files import check_output
 from gald.models import read_checkpoint, require_task
@@ -183,12 +184,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--nnpack", action="store_true",
                         help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the prediction")
+    parser.add_argument("--alpha", type=bounded(float, 0, 1), default=0.5, help="overlay opacity of the prediction")
     parser.add_argument("--label-ids", action="store_true", help="also write dataset label ids (test-server format)")
     parser.add_argument("--ld-masks", action="store_true", help="also write LD-mask images (channel mean and max)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
-    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=bounded(int, 1), default=MAX_PIXELS,
                         help="skip images with more pixels (read from the header, before decoding)")
     add_debug_argument(parser)
     add_protocol_arguments(parser)
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = str(resolve_device(args.device))
     checkpoint = args.checkpoint or str(default_checkpoint())
     ckpt = read_checkpoint(checkpoint)
     require_task(ckpt, "segmentation", what=checkpoint)

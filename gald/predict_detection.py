@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.config import bounded
 from gald.data.images import MAX_PIXELS, ImageError, read_image
 from gald.engine.predictor import load_detector
+from gald.engine.runtime import resolve_device
 from gald.errors import MissingFileError, add_debug_argument, command_errors
 from gald.files import check_output
 from gald.viz.overlays import draw_detections
@@ -107,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="model.pt of a detection run")
     parser.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
     parser.add_argument("--output", required=True, help="folder for the drawn PNGs")
-    parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--score-threshold", type=bounded(float, 0, 1), default=0.5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
-    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=bounded(int, 1), default=MAX_PIXELS,
                         help="skip images with more pixels (read from the header, before decoding)")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             raise MissingFileError(f"no images found in {' '.join(args.input)}")
         written, failed = predict_images(model, classes, paths, args.output, score_threshold=args.score_threshold,
-                                         device=args.device, force=args.force, max_pixels=args.max_pixels)
+                                         device=resolve_device(args.device), force=args.force, max_pixels=args.max_pixels)
     log.info("wrote %d image(s) to %s", len(written), args.output)
     if failed:
         log.error("%d image(s) could not be read: %s", len(failed), ", ".join(map(str, failed)))

@@ -8,6 +8,7 @@ import os
 import runpy
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -169,7 +170,8 @@ def test_prepare_image_passes_rgb_through():
         (np.full((70, 90, 3), 65535, np.uint16), "16-bit"),
         (np.full((70, 90, 3), 0.5, np.float32), "[0, 1]"),
         (np.dstack([np.full((70, 90, 3), 10, np.uint8), np.zeros((70, 90), np.uint8)]), "transparency"),
-        (np.dstack([np.full((70, 90), 10, np.uint8), np.full((70, 90), 255, np.uint8)]), "transparency"),
+        (np.dstack([np.full((70, 90), 10, np.uint8), np.full((70, 90), 128, np.uint8)]), "transparency"),
+        (np.dstack([np.full((70, 90), 10, np.uint8), np.full((70, 90), 255, np.uint8)]), "grayscale"),
     ],
 )
 def test_prepare_image_converts_with_a_notice(array, note):
@@ -422,3 +424,69 @@ def test_client_bad_uploads_get_a_message_and_the_app_survives(client, tmp_path)
     Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "gray.png")
     *_, status, _ = client.predict(handle_file(str(tmp_path / "gray.png")), 0.5, 0, "unit", api_name="/segment")
     assert "grayscale" in status and "upscaled" in status
+
+
+# The page's cached files: uploads posted without a model call are deleted on a timer and bounded
+
+
+@pytest.fixture
+def short_cache_page(shipped, tmp_path, monkeypatch):
+    """A launched page whose cache ages out after one second; yields (demo, upload folder, url)."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    demo = app.build_demo(shipped, examples=[], cache_seconds=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
+    yield demo, tmp_path / "gradio", url
+    demo.close()
+
+
+def _upload(url: str, name: str, data: bytes) -> str:
+    import httpx
+
+    response = httpx.post(url.rstrip("/") + "/gradio_api/upload", files={"files": (name, data, "image/png")})
+    response.raise_for_status()
+    path = response.json()[0]
+    deadline = time.monotonic() + 10
+    while not Path(path).is_file() and time.monotonic() < deadline:  # Gradio may move it after replying
+        time.sleep(0.01)
+    return path
+
+
+def test_uploads_without_a_model_call_are_deleted_on_the_timer(short_cache_page):
+    demo, folder, url = short_cache_page
+    paths = [_upload(url, f"u{i}.png", os.urandom(1000)) for i in range(3)]
+    assert all(Path(p).is_file() and folder in Path(p).parents for p in paths)
+    deadline = time.monotonic() + 10
+    while any(Path(p).exists() for p in paths) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert not any(Path(p).exists() for p in paths)
+    assert not any(p in tracked for tracked in demo.temp_file_sets for p in paths)
+
+
+def test_prune_cache_keeps_the_newest_files_under_the_byte_limit(shipped, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    demo = app.build_demo(shipped, examples=[])
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **app.LAUNCH_KWARGS)
+    try:
+        paths = []
+        for i in range(4):
+            paths.append(_upload(url, f"u{i}.png", os.urandom(10_000)))
+            time.sleep(0.05)  # distinct creation times (ctime: a move after the reply counts)
+        assert app.prune_cache(demo, max_bytes=10**9) == []
+        assert app.prune_cache(demo, max_bytes=25_000) == paths[:2]  # the two oldest
+        assert [Path(p).exists() for p in paths] == [False, False, True, True]
+        stop = app.guard_cache(demo, max_bytes=5_000, every=0.1)
+        deadline = time.monotonic() + 10
+        while any(Path(p).exists() for p in paths) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        assert [Path(p).exists() for p in paths] == [False, False, False, False]
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("flag", ["--cache-seconds", "--cache-mb"])
+def test_cache_flags_must_be_positive(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app.main([flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err

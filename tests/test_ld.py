@@ -96,5 +96,5 @@ def test_inits():
     torch.testing.assert_close(zero.mask(x), torch.full_like(x, 0.5))
     with pytest.raises(ValueError, match="needs last_norm=False"):
         LocalDistribution(6, init="zero")
-    with pytest.raises(ValueError, match="LD init must be one of .*got 'xavier'"):
+    with pytest.raises(ValueError, match="ld_init must be one of .*got 'xavier'"):
         LocalDistribution(6, init="xavier")

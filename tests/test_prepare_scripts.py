@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import re
 import zipfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 
 from gald.data.fixtures import make_cityscapes_archives, make_folder_fixture, make_mapillary_archive
 from gald.data.prepare import extract_archives, verify_cityscapes, verify_folder, verify_mapillary
+from gald.errors import InputFileError, MissingFileError
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
 
@@ -81,14 +83,14 @@ def test_missing_and_corrupt_archives(cs_archives, tmp_path, caplog):
     folder = tmp_path / "zips"
     folder.mkdir()
     (folder / "leftImg8bit_trainvaltest.zip").write_bytes((cs_archives / "leftImg8bit_trainvaltest.zip").read_bytes())
-    assert run("prepare_cityscapes", "--archives", folder, "--out", tmp_path / "o") == 1
-    assert "gtFine_trainvaltest.zip" in caplog.text
+    with pytest.raises(MissingFileError, match="gtFine_trainvaltest.zip"):
+        run("prepare_cityscapes", "--archives", folder, "--out", tmp_path / "o")
     broken = folder / "gtFine_trainvaltest.zip"
     broken.write_bytes((cs_archives / "gtFine_trainvaltest.zip").read_bytes()[:-400])
-    caplog.clear()
-    assert run("prepare_cityscapes", "--archives", folder, "--out", tmp_path / "o") == 1
-    assert str(broken) in caplog.text
-    assert run("prepare_cityscapes", "--verify-only", tmp_path / "absent") == 1
+    with pytest.raises(InputFileError, match=re.escape(str(broken))):
+        run("prepare_cityscapes", "--archives", folder, "--out", tmp_path / "o")
+    with pytest.raises(MissingFileError, match="absent does not exist"):
+        run("prepare_cityscapes", "--verify-only", tmp_path / "absent")
 
 
 def test_unsafe_member_is_refused(tmp_path):

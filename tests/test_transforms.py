@@ -94,6 +94,19 @@ def test_to_tensor_normalize_bgr_option():
         assert x[c_out, 4, 9].item() == pytest.approx(image[4, 9, c_in] - BGR_MEAN[c_out], abs=1e-4)
 
 
+def test_to_tensor_normalize_image_alone_equals_the_pair_path_bit_for_bit():
+    image, label = pair()
+    for bgr in (False, True):
+        t = ToTensorNormalize(bgr_mean=bgr)
+        x = image.astype(np.float32)  # the arithmetic of the whole-array formula, in float32
+        ref = x[..., ::-1] - np.array(BGR_MEAN, np.float32) if bgr else (
+            (x - np.array(IMAGENET_MEAN, np.float32) * 255.0) / (np.array(IMAGENET_STD, np.float32) * 255.0))
+        np.testing.assert_array_equal(t.image(image).numpy(), ref.transpose(2, 0, 1))
+        torch.testing.assert_close(t(image, label)[0], t.image(image), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="H, W, 3"):
+        ToTensorNormalize().image(image[..., :2])
+
+
 def test_compose_is_reproducible_from_rng_or_torch_seed():
     image, label = pair(64, 96)
     t = train_transforms((32, 48), scale_range=(0.5, 2.0))

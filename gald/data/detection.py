@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from gald.config import check_choice
+from gald.errors import OutputExistsError
 
 from .synthetic import CLASSES, SPLITS, THING_CLASSES, Scene, make_scene
 
@@ -39,6 +40,7 @@ __all__ = [
     "SyntheticDetection",
     "collate",
     "drop_degenerate",
+    "check_layout_free",
     "export_coco_layout",
     "export_voc_layout",
     "scene_targets",
@@ -222,6 +224,17 @@ def _voc_xml(filename: str, image: np.ndarray, target: dict[str, torch.Tensor], 
     return ET.tostring(root, encoding="utf-8")
 
 
+def check_layout_free(folder: str | os.PathLike, *, force: bool = False) -> None:
+    """Refuse to write a dataset layout into a folder that already holds files, unless ``force``.
+
+    Raises:
+        OutputExistsError: naming the folder.
+    """
+    folder = Path(folder)
+    if not force and folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+        raise OutputExistsError(f"{folder} already holds files; pass --force to replace them, or choose another --out")
+
+
 def export_voc_layout(
     root: str | os.PathLike,
     *,
@@ -230,14 +243,19 @@ def export_voc_layout(
     num_test: int = 100,
     size: tuple[int, int] = (128, 256),
     year: str = "2007",
+    force: bool = False,
 ) -> Path:
     """Write the scene benchmark as ``root/VOCdevkit/VOC<year>`` (Annotations, JPEGImages, ImageSets/Main).
 
     ``trainval`` holds the benchmark's train split, ``test`` its val split; images are
     ``synth_<split>_<index>.jpg``. Returns the ``VOCdevkit`` folder.
+
+    Raises:
+        OutputExistsError: the folder already holds files, unless ``force`` (then they are replaced).
     """
     devkit = Path(root) / "VOCdevkit"
     base = devkit / f"VOC{year}"
+    check_layout_free(base, force=force)
     (base / "Annotations").mkdir(parents=True, exist_ok=True)
     (base / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
     for image_set, split, n in (("trainval", "train", num_trainval), ("test", "val", num_test)):
@@ -269,13 +287,18 @@ def export_coco_layout(
     num_train: int = 400,
     num_val: int = 100,
     size: tuple[int, int] = (128, 256),
+    force: bool = False,
 ) -> Path:
     """Write the scene benchmark as COCO: ``root/{train,val}2017/*.jpg`` and
     ``root/annotations/instances_{train,val}2017.json`` (masks as compressed RLE).
 
     Category ids are 1..4 in :data:`DETECTION_CLASSES` order. Returns ``root``.
+
+    Raises:
+        OutputExistsError: ``root`` already holds files, unless ``force`` (then they are replaced).
     """
     root = Path(root)
+    check_layout_free(root, force=force)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": n, "supercategory": "scene"} for i, n in enumerate(DETECTION_CLASSES)]
     for folder, split, n in (("train2017", "train", num_train), ("val2017", "val", num_val)):

@@ -77,9 +77,14 @@ def to_rgb_uint8(image: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
         notes.append("grayscale image: replicated to three channels (the model was trained on colour images)")
     elif a.shape[2] in (2, 4):
         color = np.repeat(a[..., :1], 3, axis=2) if a.shape[2] == 2 else a[..., :3]
-        alpha = a[..., -1:].astype(np.float32) / 255.0
-        a = np.rint(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-        notes.append("transparency removed: the image was composited over white")
+        if a.shape[2] == 2:
+            notes.append("grayscale image: replicated to three channels (the model was trained on colour images)")
+        if int(a[..., -1].min()) == 255:  # an alpha channel that hides nothing: there is nothing to remove
+            a = color
+        else:
+            alpha = a[..., -1:].astype(np.float32) / 255.0
+            a = np.rint(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+            notes.append("transparency removed: the image was composited over white")
     return np.ascontiguousarray(a), notes
 
 

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from gald.errors import MissingFileError, add_debug_argument
+from gald.errors import ConfigError, InputFileError, MissingFileError, add_debug_argument
 
 from .mapillary import MAPILLARY_CLASSES, check_config
 
@@ -367,7 +367,11 @@ def prepare(
         max_paths: offending paths listed per problem.
 
     Returns:
-        0 when verification passed, 1 otherwise (missing or damaged archives included).
+        0 when verification passed, 1 when it found problems (the report names them).
+
+    Raises:
+        MissingFileError: a required archive, or the root to verify, is missing.
+        InputFileError: an archive is damaged or holds a path outside the root.
     """
     spec = PREPARE[dataset]
     if archives is not None:
@@ -375,12 +379,10 @@ def prepare(
             extract_archives(
                 archives, out, required=spec["required"], optional=spec["optional"], strip_prefix=spec["strip_prefix"]
             )
-        except (FileNotFoundError, zipfile.BadZipFile, ValueError) as exc:
-            log.error("%s", exc)
-            return 1
+        except (zipfile.BadZipFile, ValueError) as exc:
+            raise InputFileError(str(exc)) from None
     elif not Path(out).is_dir():
-        log.error("dataset root %s does not exist; extract the archives first (--archives DIR --out %s)", out, out)
-        return 1
+        raise MissingFileError(f"dataset root {out} does not exist; extract the archives first (--archives DIR --out {out})")
     report = spec["verify"](out, strict=strict, max_paths=max_paths)
     (log.info if report.ok else log.error)("%s", report.format())
     return 0 if report.ok else 1
@@ -402,6 +404,6 @@ def get_args_parser(description: str) -> argparse.ArgumentParser:
 def main(dataset: str, args: argparse.Namespace) -> int:
     """Run :func:`prepare` for ``dataset`` from parsed :func:`get_args_parser` arguments."""
     if args.archives is not None and args.out is None:
-        raise SystemExit("error: --archives needs --out ROOT")
+        raise ConfigError("--archives needs --out ROOT")
     root = args.verify_only if args.verify_only is not None else args.out
     return prepare(dataset, archives=args.archives, out=root, strict=args.strict, max_paths=args.max_paths)

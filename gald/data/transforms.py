@@ -221,15 +221,32 @@ class ToTensorNormalize:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None):
         _check_pair(image, label)
-        # numpy arithmetic: single-threaded, so it never contends with the loop's torch threads.
-        x = np.asarray(image, dtype=np.float32)
+        return self.image(image), torch.from_numpy(np.array(label, dtype=np.int64))
+
+    def image(self, image: np.ndarray) -> torch.Tensor:
+        """The image alone (what inference needs), normalised one channel at a time.
+
+        Shape:
+            (H, W, 3) uint8 -> (3, H, W) float32
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+        # numpy arithmetic: single-threaded, so it never contends with the loop's torch threads;
+        # channel by channel, in place, so a large image needs one float copy, not four.
+        out = np.empty((3, *image.shape[:2]), np.float32)
         if self.bgr_mean:
-            x = x[..., ::-1] - np.array(BGR_MEAN, np.float32)
+            for c, mean in enumerate(np.array(BGR_MEAN, np.float32)):
+                out[c] = image[..., 2 - c]
+                out[c] -= mean
         else:
-            x = (x - np.array(self.mean, np.float32) * 255.0) / (np.array(self.std, np.float32) * 255.0)
-        x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (3, H, W)
-        y = torch.from_numpy(np.array(label, dtype=np.int64))
-        return x, y
+            means = np.array(self.mean, np.float32) * 255.0
+            stds = np.array(self.std, np.float32) * 255.0
+            for c in range(3):
+                out[c] = image[..., c]
+                out[c] -= means[c]
+                out[c] /= stds[c]
+        return torch.from_numpy(out)
 
     def __repr__(self) -> str:
         if self.bgr_mean:

@@ -15,8 +15,10 @@ import os
 
 import torch
 
+from gald.config import check_choice
 from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from gald.engine.checkpoint import save_checkpoint
+from gald.errors import CheckpointError
 from gald.files import check_output
 from gald.models import MODELS, load_state_dict_checked
 from gald.models.state_dict import read_weights_file
@@ -24,7 +26,7 @@ from gald.models.state_dict import read_weights_file
 # the name of the command's log (``python -m gald.convert_official``), kept when this moved here
 log = logging.getLogger("gald.convert_official")
 
-__all__ = ["official_to_gald", "gald_to_official", "official_arch", "load_official", "convert"]
+__all__ = ["NotOfficialWeightsError", "official_to_gald", "gald_to_official", "official_arch", "load_official", "convert"]
 
 # (authors' key prefix, gald key prefix): one table for both directions; the longest prefix wins.
 PREFIXES = [
@@ -45,6 +47,10 @@ PREFIXES = [
     *((f"{name}.", f"backbone.{name}.") for name in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")),
 ]
 
+
+
+class NotOfficialWeightsError(CheckpointError, KeyError):
+    """A state dict whose keys are not those of the authors' GALD-Net (a ``KeyError``, as before)."""
 
 def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]], what: str) -> dict[str, torch.Tensor]:
     pairs = sorted(pairs, key=lambda p: len(p[0]), reverse=True)
@@ -96,12 +102,17 @@ def load_official(path: str | os.PathLike, *, arch: str = "gald_resnet101") -> t
     The class count comes from the checkpoint; a wrong depth or class count is an error that names
     the first mismatching keys and shapes.
     """
-    if arch not in ("gald_resnet50", "gald_resnet101"):
-        raise KeyError(f"official GALD-Net weights exist for gald_resnet50 and gald_resnet101, not {arch!r}")
+    check_choice("arch", arch, ("gald_resnet50", "gald_resnet101"))  # the archs the authors released
     raw = read_weights_file(path, what="official weights")
     if not isinstance(raw, dict):
-        raise ValueError(f"{os.fspath(path)!r} is not a state dict (got {type(raw).__name__})")
-    state = official_to_gald(raw)
+        raise CheckpointError(f"{os.fspath(path)!r} is not a state dict (got {type(raw).__name__})")
+    try:
+        state = official_to_gald(raw)
+    except KeyError as err:
+        raise NotOfficialWeightsError(
+            f"{os.fspath(path)!r} is not the authors' GALD-Net state dict: {err.args[0]} (a gald checkpoint needs "
+            "no conversion)"
+        ) from None
     aux = any(k.startswith("aux_head.") for k in state)
     model = MODELS[arch](num_classes=_num_classes(state), mode="official", aux=aux)
     load_state_dict_checked(model, state, what=os.fspath(path))

@@ -135,7 +135,8 @@ def fit(cfg: DetectionConfig) -> dict:
     more than one process): ``cfg.batch_size`` is the global batch, split evenly over the processes.
     Rank 0 writes every file and evaluates.
     """
-    cfg = prepare_run(cfg)  # before any process joins the group or writes
+    # before any process joins the group or writes; the class count does not change what is checked
+    cfg = prepare_run(cfg, build=lambda: build_detector({**detector_config(cfg, 2), "weights_backbone": None}))
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import time
 from typing import Any
 
 import torch
@@ -15,6 +16,8 @@ from torch import nn
 from gald.errors import GroupTimeoutError
 
 log = logging.getLogger(__name__)
+
+_STORE: dist.Store | None = None  # this process's store while in a group (see cleanup)
 
 __all__ = [
     "init_distributed", "world_size", "rank", "is_main", "maybe_sync_batchnorm", "all_reduce_sum", "all_gather_object",
@@ -43,6 +46,8 @@ def init_distributed(device: torch.device, timeout: float = 1800.0) -> bool:
         store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
                               is_master=not agent and rank_ == 0, timeout=limit)
         store = dist.PrefixStore(f"gald/restart_{elastic_restart_count()}", store)
+        global _STORE
+        _STORE = store
         dist.init_process_group(backend=backend, store=store, rank=rank_, world_size=world, timeout=limit)
     except dist.DistError as err:
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
@@ -99,9 +104,19 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def cleanup() -> None:
+def cleanup(wait: float = 30.0) -> None:
     """Leave the process group. The barrier first keeps a rank from tearing gloo down while its
-    peer is still in a collective (seen to abort a worker with "terminate called ...")."""
+    peer is still in a collective, and rank 0, which hosts the store outside torchrun, waits (at
+    most ``wait`` seconds) until every rank has left before it exits: either early exit was seen to
+    abort the other worker with "terminate called ...")."""
+    global _STORE
     if dist.is_initialized():
         dist.barrier()
+        world, first = dist.get_world_size(), dist.get_rank() == 0
         dist.destroy_process_group()
+        store, _STORE = _STORE, None
+        if store is not None:
+            store.add("left", 1)
+            deadline = time.monotonic() + wait
+            while first and store.add("left", 0) < world and time.monotonic() < deadline:
+                time.sleep(0.01)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gald.config import NORMALIZATIONS, check_choice
+from gald.config import NORMALIZATIONS, bounded, check_choice
 
 __all__ = [
     "TestProtocol", "infer", "sliding_windows", "NORMALIZATIONS", "checkpoint_normalization", "add_protocol_arguments",
@@ -152,7 +152,7 @@ def _slide(model: nn.Module, x: torch.Tensor, protocol: TestProtocol, keys: Sequ
                 sums[key] = x.new_zeros(n, y.shape[1], h, w, dtype=torch.float32)
             for j, (i, (y1, y2, x1, x2)) in enumerate(chunk):
                 sums[key][i, :, y1:y2, x1:x2] += y[j, :, : y2 - y1, : x2 - x1]
-    return {key: s / count for key, s in sums.items()}
+    return {key: s.div_(count) for key, s in sums.items()}  # in place: sums can be gigabytes
 
 
 def _single_scale(model: nn.Module, x: torch.Tensor, protocol: TestProtocol, keys: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -200,7 +200,7 @@ def infer(model: nn.Module, images: torch.Tensor, protocol: TestProtocol | None 
                     y = y.softmax(1)
                 totals[key] = y if key not in totals else totals[key] + y
             views += 1
-    return {key: t / views for key, t in totals.items()}
+    return {key: t.div_(views) if views > 1 else t for key, t in totals.items()}  # a sum of views: ours to change
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,13 +208,13 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("test protocol")
     g.add_argument("--mode", default="whole", choices=["whole", "slide", "auto"],
                    help="whole image, sliding windows, or windows only where the image exceeds the crop")
-    g.add_argument("--crop-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+    g.add_argument("--crop-size", type=bounded(int, 1), nargs=2, metavar=("H", "W"), default=None,
                    help="window size (default: the checkpoint's training crop)")
-    g.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), default=None,
+    g.add_argument("--stride", type=bounded(int, 1), nargs=2, metavar=("H", "W"), default=None,
                    help="window step (default: 2/3 of the crop, the authors' 1/3 overlap)")
-    g.add_argument("--scales", type=float, nargs="+", default=[1.0], help="e.g. 0.5 0.75 1.0 1.25 1.5 1.75")
+    g.add_argument("--scales", type=bounded(float, 0, open_low=True), nargs="+", default=[1.0], help="e.g. 0.5 0.75 1.0 1.25 1.5 1.75")
     g.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
-    g.add_argument("--tile-batch", type=int, default=4, help="windows per forward call")
+    g.add_argument("--tile-batch", type=bounded(int, 1), default=4, help="windows per forward call")
     g.add_argument("--average", default="logits", choices=["logits", "probs"], help="what is averaged over views")
     g.add_argument("--normalization", default=None, choices=NORMALIZATIONS,
                    help="input normalisation (default: the checkpoint's; converted official weights use bgr_mean)")

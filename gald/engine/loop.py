@@ -8,7 +8,7 @@ import dataclasses
 import itertools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import yaml
@@ -19,7 +19,7 @@ from gald.engine import distributed as dist
 from gald.engine.checkpoint import rng_state
 from gald.engine.distributed import all_gather_object
 from gald.engine.runtime import resolve_device, run_logging, seed_everything
-from gald.errors import ConfigError, NonFiniteStop
+from gald.errors import ConfigError, GaldError, NonFiniteStop
 
 __all__ = [
     "LossMeter", "non_finite_stop", "check_world_size", "check_finite_state", "training_state", "prepare_run",
@@ -109,12 +109,26 @@ def training_state(model: nn.Module, optimizer, scheduler, scaler, step: int, cf
 # group), open_run, resume_run, then save_run_state at every checkpoint.
 
 
-def prepare_run(cfg):
-    """Checks and tidying before any process joins the group or writes: the world size against the
-    global batch, the run folder (:func:`gald.engine.checkpoint.prepare_run_dir`), and, under a
-    torchrun restart, ``resume="auto"``: every worker continues from this run's ``last.pt`` (also
-    over a ``--resume`` file given at the first start, which would lose the progress since).
-    Returns the config to train with."""
+def prepare_run(cfg, build: Callable[[], nn.Module]):
+    """Checks and tidying before any process joins the group or writes: the device, the model the
+    config describes (``build`` runs on the meta device: no memory, milliseconds), the world size
+    against the global batch, the run folder (:func:`gald.engine.checkpoint.prepare_run_dir`), and,
+    under a torchrun restart, ``resume="auto"``: every worker continues from this run's ``last.pt``
+    (also over a ``--resume`` file given at the first start, which would lose the progress since).
+    Returns the config to train with.
+
+    Raises:
+        ConfigError: a device this machine lacks, or a model the builders refuse (a ``ValueError``
+            of a builder, e.g. channels a GA module cannot split, is reported as this config's).
+    """
+    resolve_device(cfg.device)
+    try:
+        with torch.device("meta"):
+            build()
+    except GaldError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"the model of this config cannot be built: {err}") from None
     check_world_size(cfg.batch_size)
     restarted = dist.elastic_restart_count() > 0
     if restarted and (cfg.resume is None or os.path.isfile(os.path.join(cfg.run_dir, "last.pt"))):
@@ -131,11 +145,41 @@ def open_run(cfg, cleanup: contextlib.ExitStack) -> tuple[torch.device, bool, in
     distributed = dist.init_distributed(device, timeout=cfg.dist_timeout)
     world = check_world_size(cfg.batch_size, dist.world_size())
     if dist.is_main():
+        cleanup.push(_forget_refused_start(cfg.run_dir))  # runs after the log file is closed
         cleanup.enter_context(run_logging(cfg.run_dir))
         with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     seed_everything(cfg.seed + dist.rank())
     return device, distributed, world
+
+
+def _forget_refused_start(run_dir: str):
+    """An exit callback that removes what this start wrote (``config.yaml``, ``train.log``, the
+    folder) when your input stopped it (a :class:`~gald.errors.GaldError`, e.g. a missing dataset
+    folder found while the data is built) before any checkpoint: a refused run leaves nothing behind.
+    Files that were there before (a run being resumed) are kept."""
+    before = {name for name in ("config.yaml", "train.log") if os.path.exists(os.path.join(run_dir, name))}
+    new_folders = []  # the run folder and any parents this start creates, deepest first
+    folder = os.path.abspath(run_dir)
+    while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        new_folders.append(folder)
+        folder = os.path.dirname(folder)
+
+    def exit_callback(exc_type, exc, tb) -> bool:
+        held = any(os.path.exists(os.path.join(run_dir, name)) for name in ("last.pt", "model.pt"))
+        if exc_type is None or not issubclass(exc_type, GaldError) or held:
+            return False
+        for name in {"config.yaml", "train.log"} - before:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(run_dir, name))
+        for folder in new_folders:
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty: something else is in it, keep it
+                break
+        return False  # the error goes on to the command's one line
+
+    return exit_callback
 
 
 def resume_run(cfg, last_path: str, *, model: nn.Module, optimizer, scheduler, scaler, distributed: bool, world: int,

@@ -33,7 +33,7 @@ from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
 from gald.engine.inference import TestProtocol, checkpoint_normalization, infer
 from gald.errors import CheckpointError, MissingFileError
-from gald.models import gald_tiny, load_state_dict_checked, model_from_checkpoint, read_checkpoint, require_task
+from gald.models import gald_tiny, model_from_checkpoint, read_checkpoint, require_task
 from gald.models.state_dict import read_weights_file
 from gald.viz.overlays import default_palette
 
@@ -167,8 +167,7 @@ class Predictor:
 
     def tensor(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 RGB → normalised (1, 3, H, W) on the model's device."""
-        x, _ = ToTensorNormalize(bgr_mean=self.bgr_mean)(image, np.zeros(image.shape[:2], np.uint8))
-        return x[None].to(self.device)
+        return ToTensorNormalize(bgr_mean=self.bgr_mean).image(image)[None].to(self.device)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Train-id prediction at the image's resolution, under :attr:`protocol`.

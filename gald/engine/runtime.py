@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from gald.config import TrainConfig
+from gald.errors import ConfigError
 
 __all__ = ["seed_everything", "resolve_device", "autocast", "log_to_stdout", "run_logging"]
 
@@ -24,11 +25,26 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``"auto"`` (this process's GPU under torchrun, else the CPU) or a torch device string, checked.
+
+    Raises:
+        ConfigError: not a device string, or a device this machine does not have.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1, auto)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()  # 0 without a driver
+        if (device.index or 0) >= count:
+            raise ConfigError(f"--device {name!r} is not available on this machine ({count} CUDA devices)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name!r} is not available on this machine")
+    return device
 
 
 def autocast(cfg: TrainConfig, device: torch.device):

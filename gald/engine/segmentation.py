@@ -235,7 +235,8 @@ def save_curves(history: dict, path: str) -> None:
 
 def fit(cfg: TrainConfig) -> dict:
     """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
-    cfg = prepare_run(cfg)  # before any process joins the group or writes
+    # before any process joins the group or writes; the class count does not change what is checked
+    cfg = prepare_run(cfg, build=lambda: build_model({**model_config(cfg, 2), "pretrained_backbone": None}))
     with contextlib.ExitStack() as cleanup:
         return _fit(cfg, cleanup)
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 
-from gald.config import FIDELITY_MODES, check_choice, lookup
+from gald.config import FIDELITY_MODES, OUTPUT_STRIDES, check_choice, lookup
 from gald.errors import MissingFileError
 
 from .layers import NormLayer
@@ -74,8 +74,7 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         if len(depths) != 4 or len(widths) != 4:
             raise ValueError(f"depths and widths need 4 entries (one per stage), got {depths} and {widths}")
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
         if stem not in ("standard", "deep"):
             raise ValueError(f"stem must be 'standard' or 'deep', got {stem!r}")
         self._norm_layer = norm_layer

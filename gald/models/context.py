@@ -230,7 +230,7 @@ def get_ga(name: str | type[nn.Module]) -> type[nn.Module]:
     """Look up a GA class by registry name (or pass a class through)."""
     if isinstance(name, type):
         return name
-    return lookup("GA module", name, GA_MODULES)
+    return lookup("ga", name, GA_MODULES)
 
 
 def build_ga(name: str | type[nn.Module], in_channels: int, **kwargs) -> nn.Module:

@@ -78,7 +78,7 @@ class GALDBlock(nn.Module):
         align_corners: bool = False,
     ) -> None:
         super().__init__()
-        check_choice("block arrangement", arrangement, ARRANGEMENTS)
+        check_choice("block", arrangement, ARRANGEMENTS)
         self.arrangement = arrangement
         self.extra_residual = extra_residual
         self.ga = self.ld = self.project = None

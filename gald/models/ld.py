@@ -78,10 +78,10 @@ class LocalDistribution(nn.Module):
         super().__init__()
         if not isinstance(d, int) or d < 2 or d & (d - 1):
             raise ValueError(f"LD downsampling rate d must be a power of two >= 2 (2, 4, 8, 16, ...), got {d!r}")
-        check_choice("LD init", init, LD_INITS)
+        check_choice("ld_init", init, LD_INITS)
         if init == "zero" and last_norm:
             raise ValueError("LD init 'zero' needs last_norm=False (a norm after a zero conv divides by zero variance)")
-        check_choice("LD downsampling", downsample, LD_DOWNSAMPLING)
+        check_choice("ld_downsample", downsample, LD_DOWNSAMPLING)
         self.d = d
         self.mode = downsample
         self.padding = padding

@@ -84,7 +84,7 @@ def colorize(
     colors = np.array(list(palette) + [tuple(ignore_color)], dtype=np.uint8).reshape(-1, 3)
     k = len(colors) - 1
     # every id that is negative, ignored or past the palette points at the ignore colour (last row)
-    idx = np.where((label >= 0) & (label < k) & (label != ignore_index), label, k).astype(np.intp)
+    idx = np.where((label >= 0) & (label < k) & (label != ignore_index), label, k).astype(np.intp, copy=False)
     return colors[idx]
 
 
@@ -115,11 +115,18 @@ def overlay(
         raise ValueError(f"label {label.shape} and image {image.shape[:2]} differ in size")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    # in place: a 40-megapixel image must not need a handful of full-size float copies
+    out = image.astype(np.float32)
+    out *= 1.0 - alpha
     color = colorize(label, palette, ignore_index).astype(np.float32)
-    out = (1.0 - alpha) * image.astype(np.float32) + alpha * color
-    valid = (label >= 0) & (label < len(palette)) & (label != ignore_index)
-    out[~valid] = image[~valid]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    color *= alpha
+    out += color
+    del color
+    invalid = ~((label >= 0) & (label < len(palette)) & (label != ignore_index))
+    out[invalid] = image[invalid]
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
