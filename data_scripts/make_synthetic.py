@@ -14,11 +14,11 @@ import logging
 
 from gald.config import bounded
 from gald.data.synthetic import GENERATOR_VERSION, GENERATOR_VERSIONS, export_cityscapes_layout
-from gald.errors import add_debug_argument, command_errors
+from gald.errors import HelpFormatter, add_debug_argument, command_errors
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--out", required=True, help="dataset root to create or update")
     parser.add_argument("--seed", type=bounded(int, 0), default=0, help="benchmark seed")
     parser.add_argument("--train", type=bounded(int, 0), default=400, help="training images")
@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=bounded(int, 32), default=128, help="image height")
     parser.add_argument("--width", type=bounded(int, 32), default=256, help="image width")
     parser.add_argument("--version", type=int, default=GENERATOR_VERSION, choices=GENERATOR_VERSIONS,
-                        help="benchmark version (docs/synthetic.md)")
+                        help=f"benchmark version, one of: {', '.join(map(str, GENERATOR_VERSIONS))} (docs/synthetic.md)")
     parser.add_argument("--force", action="store_true", help="overwrite files whose content differs")
     add_debug_argument(parser)
     return parser

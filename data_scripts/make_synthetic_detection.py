@@ -18,19 +18,26 @@ import sys
 
 from gald.config import bounded
 from gald.data.detection import check_layout_free, export_coco_layout, export_voc_layout
-from gald.errors import add_debug_argument, command_errors
+from gald.errors import HelpFormatter, add_debug_argument, command_errors
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--format", choices=["voc", "coco", "both"], default="both",
+                        help="dataset layout(s) to write: voc, coco or both")
+    parser.add_argument("--seed", type=bounded(int, 0), default=0, help="benchmark seed")
+    parser.add_argument("--num-train", type=bounded(int, 0), default=400, help="training scenes (VOC: trainval)")
+    parser.add_argument("--num-val", type=bounded(int, 0), default=100, help="validation scenes (VOC: test)")
+    parser.add_argument("--size", type=bounded(int, 32), nargs=2, default=[128, 256], metavar=("HEIGHT", "WIDTH"),
+                        help="image size")
+    parser.add_argument("--force", action="store_true", help="replace the files of an earlier export in --out")
+    add_debug_argument(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--format", choices=["voc", "coco", "both"], default="both")
-    parser.add_argument("--seed", type=bounded(int, 0), default=0)
-    parser.add_argument("--num-train", type=bounded(int, 0), default=400)
-    parser.add_argument("--num-val", type=bounded(int, 0), default=100)
-    parser.add_argument("--size", type=bounded(int, 32), nargs=2, default=[128, 256], metavar=("HEIGHT", "WIDTH"))
-    parser.add_argument("--force", action="store_true", help="replace the files of an earlier export in --out")
-    add_debug_argument(parser)
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     voc, coco = os.path.join(args.out, "VOCdevkit", "VOC2007"), os.path.join(args.out, "coco")

@@ -14,16 +14,17 @@ import logging
 import sys
 from pathlib import Path
 
+from gald.config import bounded
 from gald.data.prepare import verify_folder
-from gald.errors import MissingFileError, add_debug_argument, command_errors
+from gald.errors import HelpFormatter, MissingFileError, add_debug_argument, command_errors
 
 log = logging.getLogger("prepare_folder")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--verify-only", metavar="ROOT", required=True, help="the folder dataset root")
-    parser.add_argument("--max-paths", type=int, default=10, help="offending paths listed per problem")
+    parser.add_argument("--max-paths", type=bounded(int, 1), default=10, help="offending paths listed per problem")
     add_debug_argument(parser)
     return parser
 

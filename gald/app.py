@@ -50,7 +50,7 @@ from gald.data.images import IMAGE_FORMATS, ImageError
 from gald.deploy.official import official_arch as _official_arch  # noqa: F401 (its name here until 0.2.0)
 from gald.engine.predictor import DEFAULT_CHECKPOINT, Predictor, default_checkpoint, load_predictor
 from gald.engine.runtime import resolve_device
-from gald.errors import add_debug_argument, command_errors
+from gald.errors import HelpFormatter, add_debug_argument, command_errors
 
 # The views moved to gald.viz.views in 0.2.1; their names stay importable from here in 0.2.x.
 from gald.viz.views import (  # noqa: F401
@@ -98,10 +98,11 @@ __all__ = [
 
 MAX_FILE_SIZE = "10mb"
 QUEUE_SIZE = 16
-#: the page's files (uploads, whether or not a model call used them, and outputs) are deleted once
-#: older than this many seconds, checked as often (Gradio's ``delete_cache``), and all at shutdown
+#: the page's files (uploads, whether or not a model call used them, and outputs) older than this
+#: many seconds are deleted, checked as often (Gradio's ``delete_cache``; a file lives at most twice
+#: this), and all at shutdown
 CACHE_SECONDS = 3600
-#: and never total more than this many bytes: the oldest go first (:func:`prune_cache`)
+#: and every 10 s they are pruned back under this many bytes, the oldest first (:func:`guard_cache`)
 CACHE_BYTES = 512 * 2**20
 
 
@@ -109,7 +110,9 @@ def prune_cache(demo, max_bytes: int = CACHE_BYTES) -> list[str]:
     """Delete the oldest of the page's cached files until they total at most ``max_bytes``.
 
     The page's files are those Gradio tracks for it (``demo.temp_file_sets``: uploads posted to
-    ``/gradio_api/upload`` and the images it served); example images are kept.
+    ``/gradio_api/upload`` and the images it served); example images are kept. Gradio's sets are
+    only read, never changed: Gradio's own deletion pass iterates over them in another thread, and
+    skips the paths this removed.
 
     Returns:
         The deleted paths, oldest first.
@@ -119,24 +122,22 @@ def prune_cache(demo, max_bytes: int = CACHE_BYTES) -> list[str]:
         keep.update(getattr(component, "keep_in_cache", ()))
     files = []
     for tracked in demo.temp_file_sets:
-        for path in list(tracked):  # a copy: Gradio's threads add to the set while we look
+        for path in list(tracked):  # a copy, made under the GIL: Gradio's threads add to the set
             try:
                 st = os.lstat(path)
-            except FileNotFoundError:
-                tracked.discard(path)
+            except FileNotFoundError:  # deleted already, or not yet moved into place by Gradio
                 continue
             if path not in keep:
-                files.append((st.st_ctime, st.st_size, path, tracked))
-    total = sum(size for _, size, _, _ in files)
+                files.append((st.st_ctime, st.st_size, path))
+    total = sum(size for _, size, _ in files)
     removed = []
-    for _, size, path, tracked in sorted(files, key=lambda f: f[0]):
+    for _, size, path in sorted(files):
         if total <= max_bytes:
             break
         try:
             os.remove(path)
         except FileNotFoundError:
             pass
-        tracked.discard(path)
         total -= size
         removed.append(path)
     return removed
@@ -148,7 +149,11 @@ def guard_cache(demo, max_bytes: int = CACHE_BYTES, every: float = 10.0) -> thre
 
     def loop() -> None:
         while not stop.wait(every):
-            removed = prune_cache(demo, max_bytes)
+            try:
+                removed = prune_cache(demo, max_bytes)
+            except Exception:  # keep guarding: one failed pass (a permission error, ...) is logged
+                log.exception("pruning the app's cache failed")
+                continue
             if removed:
                 log.info("cache over %d MB: deleted the %d oldest files", max_bytes // 2**20, len(removed))
 
@@ -354,15 +359,16 @@ LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "footer_links": [], "show_error
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python app/demo.py", description="Serve the GALD demo app (Gradio) on this machine."
+        prog="python app/demo.py", description="Serve the GALD demo app (Gradio) on this machine.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--checkpoint", default=None,
                         help="a gald checkpoint (model.pt from gald.train, or gald.convert_official output) or the "
                              "authors' GALD-Net .pth; default: the shipped synthetic-benchmark model")
     parser.add_argument("--untrained", action="store_true", help="random weights (to try the page without a checkpoint)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)")
-    parser.add_argument("--port", type=bounded(int, 0, 65535), default=7860)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--port", type=bounded(int, 1, 65535), default=7860, help="port to listen on")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--cache-seconds", type=bounded(int, 1), default=CACHE_SECONDS,
                         help="delete uploads and served images older than this, checked this often")

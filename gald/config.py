@@ -28,7 +28,7 @@ T = TypeVar("T")
 __all__ = [
     "RunConfig", "TrainConfig", "DetectionConfig", "add_config_arguments", "config_from_args", "load_config",
     "load_detection_config", "model_config", "detector_config", "recorded_train_config",
-    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES", "OUTPUT_STRIDES",
+    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES", "OUTPUT_STRIDES", "DETECTION_DATASETS", "HELP", "CHOICES",
     "BOUNDS", "UnknownChoiceError", "bounded", "check_choice", "check_range", "lookup",
 ]
 
@@ -39,7 +39,8 @@ ANNOTATIONS = ("fine", "coarse")  # Cityscapes gtFine / gtCoarse
 CHECKPOINT_POLICIES = ("full", "selective")  # activation checkpointing: whole blocks / keep 3x3 outputs
 NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors' Caffe BGR mean
 FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
-OUTPUT_STRIDES = (8, 16, 32)  # backbone: layer3 and layer4 dilated | layer4 dilated | none
+OUTPUT_STRIDES = (8, 16, 32)
+DETECTION_DATASETS = ("synthetic", "voc", "coco")  # backbone: layer3 and layer4 dilated | layer4 dilated | none
 
 
 class UnknownChoiceError(ConfigError, KeyError):
@@ -195,6 +196,9 @@ def recorded_train_config(record: dict[str, Any], **overrides: Any) -> TrainConf
     version does not know are dropped; ``overrides`` that are not ``None`` replace recorded values.
     """
     values = {**_ADDED_KEYS, **record} if record else {}
+    for key in ("stop_at", "max_grad_norm"):  # before 0.2.2, 0 meant "off" here (null does now)
+        if values.get(key) == 0:
+            values[key] = None
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("dataset", "synthetic") == "synthetic" and overrides.get("data_root") is None:
         values.pop("data_root", None)  # runs before 0.2.1 could record a data_root the in-memory data ignored
@@ -218,16 +222,17 @@ def _check_types(cfg: RunConfig) -> None:
 #: element): ``(lowest, highest, whether lowest itself is excluded)``; ``None`` = unbounded.
 BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
     **dict.fromkeys(("seed", "data_seed", "workers", "eval_interval", "ohem_min_kept", "stage_iterations",
-                     "warmup_iters", "lr_steps", "trainable_backbone_layers"), (0, None, False)),
+                     "warmup_iters", "lr_steps"), (0, None, False)),
     **dict.fromkeys(("log_interval", "checkpoint_interval", "iterations", "batch_size", "eval_batch_size", "num_train",
                      "num_val", "crop_size", "image_size", "d", "depths", "widths", "head_channels", "aux_channels",
-                     "stop_at", "epochs", "resize_short", "min_size", "max_size", "fpn_channels", "output_stride",
+                     "stop_at", "epochs", "resize_short", "min_size", "max_size", "fpn_channels",
                      "synthetic_version"), (1, None, False)),
     **dict.fromkeys(("scale_range", "max_grad_norm", "dist_timeout", "gamma"), (0, None, True)),
     # a learning rate of 0 is allowed: it measures what a step does without the update
     **dict.fromkeys(("lr", "stage_lr", "weight_decay", "poly_power", "aux_weight"), (0, None, False)),
     **dict.fromkeys(("momentum", "ohem_thresh", "warmup_ratio", "mask_threshold"), (0, 1, False)),
     "ignore_index": (0, 255, False),
+    "trainable_backbone_layers": (0, 5, False),  # torchvision's ResNet stages
 }
 
 
@@ -240,6 +245,8 @@ def check_range(name: str, value: Any, low: float | None = None, high: float | N
         ConfigError: ``"<name> must be <range>, got <value>"``.
     """
     for v in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if (low is not None and (v < low or (open_low and v == low))) or (high is not None and v > high):
             if high is not None:
                 want = f"in ({low}, {high}]" if open_low else f"in [{low}, {high}]"
@@ -360,10 +367,122 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
-    """Add ``--config`` and one ``--key`` flag per field of the dataclass ``cls`` (default: not given)."""
-    parser.add_argument("--config", default=None, help="flat YAML file in configs/")
+#: What each config key (and its ``--key`` flag) means: ``--help`` text of ``python -m gald.train``,
+#: both tasks. Keys the two configs share but read differently are worded for both.
+HELP: dict[str, str] = {
+    # run (both tasks)
+    "name": "run name: the run folder is OUTPUT_DIR/NAME",
+    "output_dir": "folder holding the run folders",
+    "seed": "seed of model initialisation, sampling and augmentation (data order too)",
+    "dataset": "the data: synthetic is generated in memory, the others are read from --data-root",
+    "data_root": "root folder of an on-disk dataset (needs --dataset)",
+    "data_seed": "seed of the generated benchmark's images (synthetic datasets)",
+    "workers": "data-loading worker processes (0: in the training process)",
+    "device": "auto (this process's GPU under torchrun, else the CPU), cpu, cuda or cuda:N",
+    "resume": "continue from a last.pt, or 'auto': this run's last.pt when it exists",
+    "overwrite": "replace the run already in OUTPUT_DIR/NAME (else a folder holding a checkpoint is refused)",
+    "init_from": "weights to start from (a model.pt), with a fresh optimiser and schedule",
+    "stop_at": "stop after this step as if interrupted (resume later with --resume auto)",
+    "amp": "mixed precision: fp16 uses a GradScaler",
+    "sync_bn": "SyncBatchNorm under DDP on CUDA with more than one process",
+    "dist_timeout": "seconds for the processes to form a group, and for any collective",
+    # segmentation data
+    "train_split": "training split(s); '+' joins several ('train+val'), a part may name its Cityscapes "
+                   "annotation ('train+train_extra:coarse'); 'all': every image of a folder dataset; "
+                   "detection (COCO): the training split",
+    "val_split": "validation split (detection, COCO: the validation split)",
+    "annotation": "Cityscapes annotation: gtFine or gtCoarse",
+    "resize_short": "mapillary / folder: rescale each image's short side to this first",
+    "normalization": "input normalisation: torchvision's ImageNet mean/std, or the authors' Caffe BGR mean",
+    "num_train": "training images of the generated benchmark",
+    "num_val": "validation images of the generated benchmark",
+    "synthetic_version": "version of the generated benchmark (gald.data.synthetic)",
+    "crop_size": "training crop: HEIGHT WIDTH (the paper: 769 769 on Cityscapes)",
+    "scale_range": "random scale range: LOW HIGH (the paper: 0.5 2.0); 1 1 disables it",
+    "flip": "random horizontal flips",
+    # segmentation model
+    "arch": "the network (gald.models.list_models())",
+    "ga": "Global Aggregation module (Sec. 3.1)",
+    "block": "arrangement of GA and LD (Sec. 4.3): gald = GA then LD (the paper's), ldga, parallel, ga, ld, none",
+    "ld_downsample": "how LD shrinks F_GA before its mask (Sec. 3.2; the paper: depth-wise strided convolutions)",
+    "d": "LD's downsampling rate d (Sec. 3.2; the paper: 2 for Cityscapes); detection: none = the builder's",
+    "ld_last_norm": "BatchNorm after LD's last convolution (none: the --mode's choice)",
+    "ld_init": "initialisation of LD's mask layer (none: the --mode's choice)",
+    "ga_downsample": "let the GA module work on a 2x downsampled map (the authors' code)",
+    "output_stride": "backbone output stride (8: layer3 and layer4 dilated, as the paper)",
+    "mode": "paper: Eq. 1-3 as printed; official: as the authors' GALDNet.py",
+    "depths": "gald_tiny: blocks per stage (four numbers); detection: the tiny backbone's",
+    "widths": "gald_tiny: channels per stage (four numbers); detection: the tiny backbone's",
+    "head_channels": "channels of the GALD head",
+    "aux_channels": "channels of the auxiliary head on layer3",
+    "stage_classifiers": "1x1 classifiers on F and F_GA (Sec. 4.3.1, Fig. 5), fine-tuned at the end",
+    "pretrained_backbone": "backbone weights: a local file, 'torchvision' (downloads ImageNet weights) or none",
+    "activation_checkpointing": "recompute backbone blocks in the backward pass: less memory, more time",
+    "checkpoint_policy": "activation checkpointing: full recomputes whole blocks, selective keeps 3x3 outputs",
+    # optimisation
+    "batch_size": "global batch: images per step over all processes (each takes BATCH_SIZE / world size)",
+    "iterations": "optimiser steps",
+    "lr": "learning rate (SGD)",
+    "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay",
+    "poly_power": "power of the poly learning-rate schedule",
+    "max_grad_norm": "clip the gradient norm to this (none: no clipping)",
+    "ohem": "online hard example mining on the main output (the paper: on)",
+    "ohem_thresh": "OHEM: pixels with a true-class probability above this are easy",
+    "ohem_min_kept": "OHEM: pixels kept at least, per image",
+    "aux_weight": "weight of the auxiliary loss (the paper: 0.4)",
+    "ignore_index": "label id that is not scored",
+    "stage_iterations": "steps that fine-tune the stage classifiers on the frozen model (0: not trained, not scored)",
+    "stage_lr": "learning rate of the stage classifiers' fine-tuning",
+    # engine
+    "channels_last": "channels-last memory format (faster convolutions on recent GPUs)",
+    "nnpack": "CPU: the head's wide 3x3 convolutions through NNPACK",
+    "freeze_bn": "keep BatchNorm statistics and affine parameters fixed (fine-tuning)",
+    "log_interval": "steps between log lines (loss terms, learning rate, images/s)",
+    "eval_interval": "steps between validations (0: only at the end)",
+    "checkpoint_interval": "steps between last.pt checkpoints",
+    "eval_batch_size": "images per validation batch",
+    "ld_effect": "at the end, measure the LD effect: what mIoU loses when M is replaced by its mean (docs/ld.md)",
+    # detection
+    "train_sets": "VOC training sets, YEAR/SET (e.g. 2007/trainval 2012/trainval)",
+    "test_sets": "VOC test sets, YEAR/SET",
+    "classes": "VOC class names (none: the 20 Pascal VOC classes)",
+    "image_size": "generated benchmark: image HEIGHT WIDTH",
+    "context": "context module in the detector (none, nl, cgnl, gald)",
+    "placement": "where the context module sits: c5 (on the backbone's last stage) or p5 (on the FPN's top level)",
+    "weights_backbone": "backbone weights: a local file, 'torchvision' (downloads) or none",
+    "trainable_backbone_layers": "backbone stages trained (0-5; none: the builder's)",
+    "min_size": "resize: shorter side (none: the builder's)",
+    "max_size": "resize: longest side at most (none: the builder's)",
+    "fpn_channels": "FPN channels (none: the builder's)",
+    "epochs": "train for this many epochs instead of --iterations (then --lr-steps are epochs)",
+    "lr_steps": "steps (or epochs) where the learning rate is multiplied by --gamma",
+    "gamma": "learning-rate factor at each of --lr-steps",
+    "warmup_iters": "linear warm-up steps",
+    "warmup_ratio": "learning rate at the start of the warm-up, relative to --lr",
+    "mask_threshold": "mask probability above which a pixel is inside the instance",
+}
+
+#: Choice lists of config keys shown in ``--help`` (the registries of models and data are added by
+#: the command, which may import them: :func:`add_config_arguments`'s ``choices``).
+CHOICES: dict[str, tuple] = {
+    "amp": AMP_MODES, "annotation": ANNOTATIONS, "checkpoint_policy": CHECKPOINT_POLICIES,
+    "normalization": NORMALIZATIONS, "mode": FIDELITY_MODES, "output_stride": OUTPUT_STRIDES,
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig, *,
+                         choices: typing.Mapping[str, typing.Iterable] | None = None) -> None:
+    """Add ``--config`` and one ``--key`` flag per field of the dataclass ``cls``.
+
+    A flag's value overrides the config file's (so the parser's own default is "not given"); the
+    help shows :data:`HELP`, the dataclass default, and the valid choices (:data:`CHOICES`, plus
+    ``choices``: registries a command passes in). Values are checked when the config is made.
+    """
+    parser.add_argument("--config", default=None, help="flat YAML file of config keys (configs/); flags override it (default: none, the built-in defaults)")
     hints = typing.get_type_hints(cls)
+    defaults = cls()
+    known = {**CHOICES, **(choices or {})}
     for name in _fields(cls):
         hint = hints[name]
         is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
@@ -377,6 +496,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
             kwargs.update(type=_parse_bool, metavar="{true,false}")
         else:
             kwargs.update(type=_parse_optional(base) if optional else base)
+        default = getattr(defaults, name)
+        shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, list) else default
+        text = HELP.get(name, "")
+        if name in known:
+            text += f"; one of: {', '.join(map(str, known[name]))}"
+        kwargs["help"] = f"{text} (default: {str(shown).lower() if isinstance(shown, bool) else shown})"
         parser.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
@@ -451,8 +576,7 @@ class DetectionConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dataset not in ("synthetic", "voc", "coco"):
-            raise ConfigError(f"dataset must be 'synthetic', 'voc' or 'coco', got {self.dataset!r}")
+        check_choice("dataset", self.dataset, DETECTION_DATASETS)
         if len(self.image_size) != 2:
             raise ConfigError(f"image_size needs [height, width], got {self.image_size}")
 

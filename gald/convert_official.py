@@ -19,8 +19,8 @@ import argparse
 import logging
 import sys
 
-from gald.deploy.official import convert
-from gald.errors import add_debug_argument, command_errors
+from gald.deploy.official import OFFICIAL_ARCHS, convert
+from gald.errors import HelpFormatter, add_debug_argument, command_errors
 
 # Deprecated aliases (moved to gald.deploy.official in 0.2.0), kept for one minor release.
 from gald.deploy.official import PREFIXES, gald_to_official, load_official, official_to_gald  # noqa: F401
@@ -28,15 +28,22 @@ from gald.deploy.official import PREFIXES, gald_to_official, load_official, offi
 __all__ = ["official_to_gald", "gald_to_official", "load_official", "convert", "main"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gald.convert_official", description="Convert the authors' GALD-Net weights to a gald checkpoint."
+        prog="python -m gald.convert_official", description="Convert the authors' GALD-Net weights to a gald checkpoint.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("src", help="the authors' .pth state dict")
     parser.add_argument("dst", help="gald checkpoint to write")
-    parser.add_argument("--arch", default="gald_resnet101", choices=["gald_resnet50", "gald_resnet101"])
+    parser.add_argument("--arch", default="gald_resnet101", choices=OFFICIAL_ARCHS,
+                        help=f"the network the weights belong to, one of: {', '.join(OFFICIAL_ARCHS)}")
     parser.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
     add_debug_argument(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     with command_errors(parser.prog, debug=args.debug):
         convert(args.src, args.dst, arch=args.arch, force=args.force)

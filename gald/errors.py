@@ -19,8 +19,8 @@ from contextlib import contextmanager
 
 __all__ = [
     "GaldError", "ConfigError", "InputFileError", "MissingFileError", "CheckpointError", "OutputExistsError",
-    "GroupTimeoutError", "RunStopped", "CheckpointWriteError", "NonFiniteStop", "add_debug_argument",
-    "command_errors",
+    "GroupTimeoutError", "RunStopped", "CheckpointWriteError", "NonFiniteStop", "HelpFormatter",
+    "add_debug_argument", "command_errors",
 ]
 
 
@@ -65,6 +65,20 @@ class CheckpointWriteError(RunStopped, OSError):
 
 class NonFiniteStop(RunStopped, FloatingPointError):
     """Training stopped at a non-finite loss or model state; the last finite checkpoint is kept."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` of every command: the description as written, and each flag's default after its
+    help (unless the help already says it, the flag is required or a switch, or it has none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction))
+        if (switch or action.required or action.default in (None, argparse.SUPPRESS) or "default" in text.lower()
+                or not action.option_strings):
+            return text
+        default = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+        return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
 def add_debug_argument(parser: argparse.ArgumentParser) -> None:

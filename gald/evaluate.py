@@ -31,10 +31,11 @@ import os
 import sys
 
 from gald.config import bounded
+from gald.data.build import DATASET_NAMES
 from gald.engine.evaluation import evaluate_checkpoint
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
 from gald.engine.runtime import resolve_device
-from gald.errors import ConfigError, OutputExistsError, add_debug_argument, command_errors
+from gald.errors import HelpFormatter, ConfigError, OutputExistsError, add_debug_argument, command_errors
 from gald.files import check_output
 from gald.metrics.ld_effect import format_ld_effect, ld_effect_summary
 from gald.metrics.segmentation import format_class_row, format_table
@@ -50,15 +51,15 @@ __all__ = ["get_args_parser", "evaluate_checkpoint", "main"]
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gald.evaluate", description="Evaluate a gald segmentation checkpoint."
+        prog="python -m gald.evaluate", description="Evaluate a gald segmentation checkpoint.", formatter_class=HelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by gald.train or gald.convert_official")
-    parser.add_argument("--dataset", default=None, help="synthetic | synthetic_disk | cityscapes | mapillary | folder (default: as trained)")
-    parser.add_argument("--data-root", default=None, help="dataset root for the on-disk datasets")
+    parser.add_argument("--dataset", default=None, help=f"dataset to evaluate on, one of: {', '.join(DATASET_NAMES)} (default: as trained)")
+    parser.add_argument("--data-root", default=None, help="dataset root for the on-disk datasets (default: as trained)")
     parser.add_argument("--split", default=None, help="split to evaluate (default: the config's validation split)")
-    parser.add_argument("--num-val", type=bounded(int, 1), default=None, help="synthetic: number of validation images")
+    parser.add_argument("--num-val", type=bounded(int, 1), default=None, help="synthetic: number of validation images (default: as trained)")
     parser.add_argument("--batch-size", type=bounded(int, 1), default=1, help="images per batch (same-size images only)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--nnpack", action="store_true",
                         help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage classifiers")
@@ -66,11 +67,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="also measure the LD effect: each metric as trained minus with LD's masks replaced by "
                              "their spatial means, with 95%% bootstrap intervals over images (models with LD only)")
     parser.add_argument("--sesoi", type=bounded(float, 0, open_low=True), default=1.0,
-                        help="smallest LD effect of interest in mIoU points, for the 'LD inert' verdict (default 1)")
+                        help="smallest LD effect of interest in mIoU points, for the 'LD inert' verdict")
     parser.add_argument("--method", default="gald", help="row name of the Table 4-style per-class row")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--out", default=None, help="write the results as JSON here (default: not written)")
     parser.add_argument("--export-dir", default=None,
-                        help="write full-resolution predictions here (labelIds for Cityscapes: test-server format)")
+                        help="write full-resolution predictions here (labelIds for Cityscapes: test-server format; default: none)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out, write into a non-empty --export-dir")
     add_debug_argument(parser)
     add_protocol_arguments(parser)

@@ -16,18 +16,19 @@ import sys
 
 from gald.config import bounded
 from gald.deploy.export import export_onnx, onnx_max_abs_diff
-from gald.errors import add_debug_argument, command_errors
+from gald.errors import HelpFormatter, add_debug_argument, command_errors
 from gald.files import check_output
 from gald.models import load_model
 
 log = logging.getLogger("gald.export")
 
-__all__ = ["export_onnx", "onnx_max_abs_diff", "main"]
+__all__ = ["export_onnx", "onnx_max_abs_diff", "get_args_parser", "main"]
 
 
-def main(argv: list[str] | None = None) -> float | None:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gald.export", description="Export a gald segmentation checkpoint to ONNX."
+        prog="python -m gald.export", description="Export a gald segmentation checkpoint to ONNX.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by gald.train")
     parser.add_argument("--out", required=True, help="output .onnx file")
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> float | None:
     parser.add_argument("--check", action="store_true", help="compare with PyTorch in onnxruntime")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_debug_argument(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> float | None:
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     with command_errors(parser.prog, debug=args.debug):
         check_output(args.out, inputs=[args.checkpoint], force=args.force, what="--out")

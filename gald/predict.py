@@ -42,7 +42,7 @@ from gald.deploy.submission import train_ids_to_label_ids, write_label_png
 from gald.engine.inference import add_protocol_arguments, protocol_from_args
 from gald.engine.predictor import Predictor, default_checkpoint
 from gald.engine.runtime import resolve_device
-from gald.errors import ConfigError, MissingFileError, add_debug_argument, command_errors
+from gald.errors import ConfigError, HelpFormatter, MissingFileError, add_debug_argument, command_errors
 from gald.files import check_output
 from gald.models import read_checkpoint, require_task
 from gald.viz.overlays import ld_mask_image, overlay
@@ -176,7 +176,8 @@ def predict_files(
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gald.predict", description="Segment your own images with a gald checkpoint."
+        prog="python -m gald.predict", description="Segment your own images with a gald checkpoint.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     parser.add_argument("--checkpoint", default=None, help="gald checkpoint (default: the shipped synthetic-benchmark model)")
@@ -187,7 +188,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=bounded(float, 0, 1), default=0.5, help="overlay opacity of the prediction")
     parser.add_argument("--label-ids", action="store_true", help="also write dataset label ids (test-server format)")
     parser.add_argument("--ld-masks", action="store_true", help="also write LD-mask images (channel mean and max)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
     parser.add_argument("--max-pixels", type=bounded(int, 1), default=MAX_PIXELS,
                         help="skip images with more pixels (read from the header, before decoding)")

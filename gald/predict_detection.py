@@ -26,7 +26,7 @@ from gald.config import bounded
 from gald.data.images import MAX_PIXELS, ImageError, read_image
 from gald.engine.predictor import load_detector
 from gald.engine.runtime import resolve_device
-from gald.errors import MissingFileError, add_debug_argument, command_errors
+from gald.errors import HelpFormatter, MissingFileError, add_debug_argument, command_errors
 from gald.files import check_output
 from gald.viz.overlays import draw_detections
 
@@ -101,20 +101,25 @@ def predict_images(
     return written, failed
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gald.predict_detection", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m gald.predict_detection", description=__doc__, formatter_class=HelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt of a detection run")
     parser.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
     parser.add_argument("--output", required=True, help="folder for the drawn PNGs")
-    parser.add_argument("--score-threshold", type=bounded(float, 0, 1), default=0.5)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--score-threshold", type=bounded(float, 0, 1), default=0.5,
+                        help="draw detections scoring at least this")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
     parser.add_argument("--max-pixels", type=bounded(int, 1), default=MAX_PIXELS,
                         help="skip images with more pixels (read from the header, before decoding)")
     add_debug_argument(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     with command_errors(parser.prog, debug=args.debug):
         model, classes = load_detector(args.checkpoint)

@@ -23,10 +23,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gald.config import DetectionConfig, add_config_arguments, config_from_args
+from gald.config import DETECTION_DATASETS, DetectionConfig, add_config_arguments, config_from_args
+from gald.data.build import DATASET_NAMES
+from gald.models import MODELS
+from gald.models.context import GA_MODULES
+from gald.models.detector import CONTEXTS, DETECTORS, PLACEMENTS
+from gald.models.heads import ARRANGEMENTS
+from gald.models.ld import LD_DOWNSAMPLING, LD_INITS
 from gald.data import synthetic
 from gald.engine import detection
-from gald.errors import add_debug_argument, command_errors
+from gald.errors import HelpFormatter, add_debug_argument, command_errors
 from gald.engine.segmentation import fit
 
 # The training API that lived here until 0.2.0, now in gald.engine: deprecated aliases, kept for one minor release.
@@ -51,12 +57,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gald.train",
         description="Train a GALD segmentation model. Every config key is also a flag (--key value).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--task", default="segmentation", choices=["segmentation", "detection"],
                         help="detection: Faster / Mask R-CNN + FPN with GALD, with its own config and flags "
                              "(python -m gald.train --task detection --help)")
-    add_config_arguments(parser)
+    add_config_arguments(parser, choices={"arch": MODELS, "ga": GA_MODULES, "block": ARRANGEMENTS,
+                                          "ld_downsample": LD_DOWNSAMPLING, "ld_init": LD_INITS, "dataset": DATASET_NAMES})
     add_debug_argument(parser)
     return parser
 
@@ -65,9 +72,10 @@ def get_detection_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gald.train --task detection",
         description="Train a GALD detector (Faster / Mask R-CNN + FPN). Every config key is also a flag.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    add_config_arguments(parser, DetectionConfig)
+    add_config_arguments(parser, DetectionConfig, choices={"arch": DETECTORS, "context": CONTEXTS, "placement": PLACEMENTS,
+                                                           "ga": GA_MODULES, "dataset": DETECTION_DATASETS})
     add_debug_argument(parser)
     return parser
 

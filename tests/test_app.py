@@ -180,6 +180,11 @@ def test_prepare_image_converts_with_a_notice(array, note):
     assert any(note in n for n in notes), notes
 
 
+def test_an_empty_image_with_alpha_is_refused_as_too_small():
+    with pytest.raises(ImageError, match="too small"):
+        views.prepare_image(np.zeros((0, 90, 4), np.uint8))
+
+
 def test_prepare_image_values():
     assert (views.prepare_image(np.full((70, 90, 3), 65535, np.uint16))[0] == 255).all()
     assert (views.prepare_image(np.full((70, 90, 3), 0.5, np.float32))[0] == 128).all()

@@ -217,7 +217,7 @@ DET = ["--task", "detection", "--output-dir", W("runs"), "--name", "new-det", "-
 CASES += [
     (f"detection-{flag.strip('-')}-{value}", train.cli, [*DET, flag, *value.split()], message)
     for flag, value, message in [
-        ("--dataset", "nope", r"dataset must be 'synthetic', 'voc' or 'coco', got 'nope'"),
+        ("--dataset", "nope", r"dataset must be one of \[.synthetic., .voc., .coco.\], got 'nope'"),
         ("--iterations", "0", r"iterations must be at least 1, got 0"),
         ("--lr-steps", "-1", r"lr_steps must be at least 0, got \[-1\]"),
         ("--mask-threshold", "2", r"mask_threshold must be in \[0, 1\], got 2\.0"),
@@ -261,6 +261,11 @@ CASES += [
      r"argument --alpha: must be in \[0, 1\], got 2\.0"),
     ("predict-max-pixels-0", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--max-pixels",
                                             "0"], r"argument --max-pixels: must be at least 1, got 0"),
+    ("predict-alpha-nan", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--alpha", "nan"],
+     r"argument --alpha: must be a finite number, got nan"),
+    ("predict-stride-over-crop", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--mode",
+                                                "slide", "--crop-size", "10", "10", "--stride", "30", "30"],
+     r"stride \(30, 30\) is larger than crop_size \(10, 10\)"),
     ("predict-tile-batch-0", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--tile-batch",
                                             "0"], r"argument --tile-batch: must be at least 1, got 0"),
     ("predict-scales-negative", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--scales",

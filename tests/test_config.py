@@ -163,3 +163,14 @@ def test_both_tasks_share_one_config_base():
             assert fields[name].default == next(f for f in dataclasses.fields(RunConfig) if f.name == name).default
     assert TrainConfig().run_dir == "runs/gald-cgnl_tiny-d2_synthetic-v2-128x256"
     assert DetectionConfig().run_dir == "runs/mask_rcnn-gald_tiny-fpn_synthetic"
+
+
+def test_recorded_configs_from_before_the_ranges_still_load():
+    """0 meant "off" for stop_at and max_grad_norm before 0.2.2; a new config must say null."""
+    from gald.config import recorded_train_config
+    from gald.errors import ConfigError
+
+    cfg = recorded_train_config({"stop_at": 0, "max_grad_norm": 0, "iterations": 10})
+    assert cfg.stop_at is None and cfg.max_grad_norm is None and cfg.iterations == 10
+    with pytest.raises(ConfigError, match="stop_at must be at least 1, got 0"):
+        TrainConfig(stop_at=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -154,10 +155,20 @@ def test_curves_attribution_and_cue_figures():
     assert [len(a.get_lines()) for a in fig.axes] == [3, 1]  # the None metric is skipped
     with pytest.raises(ValueError, match="no training entries"):
         figures.curves_figure({"train": []})
+    # a two-step run: the points are visible and every tick is a whole step
+    short = figures.curves_figure({"train": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}],
+                                   "val": [{"step": 2, "box_AP": 12.5}]})
+    short.canvas.draw()
+    assert all(line.get_marker() == "o" for ax in short.axes for line in ax.get_lines())
+    for ax in short.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert [line.get_label() for line in short.axes[1].get_lines()] == ["box AP"]  # detection histories too
     image = np.zeros((9, 13, 3), np.uint8)
     fig = figures.attribution_figure(image, {"fcn": torch.rand(9, 13), "gald": np.zeros((3, 5))},
                                      label=np.zeros((9, 13), np.int64))
-    assert [a.get_title().split(" ")[0] for a in fig.axes] == ["input", "ground", "fcn", "gald"]
+    panels = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert [a.get_title().split(" ")[0] for a in panels] == ["input", "ground", "fcn", "gald"]
     twins = {"A": {"by_distance": {"32-48px": {"follows_cue": 10.0}, ">=64px": {"follows_cue": 90.0}}}}
     fig = figures.cue_twins_figure(twins)
     assert [p.get_height() for p in fig.axes[0].patches] == [10.0, 90.0]
@@ -189,3 +200,52 @@ def test_claims_figure_draws_one_row_per_claim_and_the_check():
     assert any("not run" in t for t in labels)  # claims without cells are listed, not dropped
     centres = sorted(c.get_children()[0].get_xdata()[0] for c in ax.containers)  # the Δ markers of tested rows
     assert centres == pytest.approx([0.0, 3.0, 5.0], abs=0.2)
+
+
+def test_setup_notebook_pins_threads_seeds_and_progress_bars(tmp_path, monkeypatch):
+    import os
+    import random
+
+    from gald.viz.notebook import asset_card, setup_notebook
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        (tmp_path / "runs" / "nb" / "stale").mkdir(parents=True)
+        work = setup_notebook("nb", seed=3, root=tmp_path / "runs")
+        assert work == tmp_path / "runs" / "nb" and work.is_dir() and not list(work.iterdir())
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        assert os.environ["TQDM_DISABLE"] == "1"
+        first = (random.random(), np.random.rand(), torch.rand(1).item())
+        setup_notebook(seed=3)
+        assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    (tmp_path / "a.json").write_text('{"metrics": {"mIoU": 1.5}}')
+    assert asset_card("a", tmp_path) == {"metrics": {"mIoU": 1.5}}
+
+
+def test_save_figure_writes_vector_and_300_dpi_files(tmp_path):
+    from PIL import Image
+
+    fig = figures.curves_figure({"train": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]})
+    paths = figures.save_figure(fig, tmp_path / "figs" / "curves.png")
+    assert [os.path.basename(p) for p in paths] == ["curves.pdf", "curves.svg", "curves.png"]
+    assert open(paths[0], "rb").read(5) == b"%PDF-" and b"<svg" in open(paths[1], "rb").read(2000)
+    assert Image.open(paths[2]).info["dpi"] == pytest.approx((300, 300), abs=0.5)
+
+
+def test_every_heat_map_has_a_colour_bar():
+    image = np.zeros((9, 13, 3), np.uint8)
+    m = torch.rand(1, 4, 3, 5)
+    for scale in ("unit", "minmax"):
+        fig = figures.ld_mask_figure([image], {"GALD": [m[0]], "LDGA": [m[0] * 0.5]}, scale=scale)
+        images = [a for a in fig.axes if "mean of M" in a.get_title()]
+        bars = [a for a in fig.axes if a.get_label() == "<colorbar>"]
+        assert images and len(bars) == (1 if scale == "unit" else len(images))
+    fig = figures.attribution_figure(image, {"fcn": torch.rand(9, 13), "gald": torch.rand(3, 5) * 4})
+    heat = [a for a in fig.axes if a.get_title() in ("fcn", "gald")]
+    scales = [a.child_axes[0].get_xlim() for a in heat]  # each panel's colour bar, 0 to its own maximum
+    assert len(heat) == 2 and all(len(a.child_axes) == 1 for a in heat)
+    assert scales[0][0] == 0 and 0 < scales[0][1] <= 1 and 1 < scales[1][1] <= 4

@@ -60,6 +60,7 @@ LAYERS = {
     "gald.deploy": 4,
     "gald.viz": 4,
     "gald.experiments": 4,
+    "gald.hub": 4,  # pretrained folders: a consumer of models, like deploy
 }
 
 

@@ -16,6 +16,7 @@ from gald import train
 from gald.config import TrainConfig, model_config
 from gald.engine import memory, segmentation
 from gald.engine.checkpoint import load_checkpoint
+from gald.engine.tracking import read_metrics_csv
 from gald.losses import build_criterion
 from gald.models import build_model, load_model
 
@@ -33,9 +34,19 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
 def test_default_run_writes_everything(tmp_path):
     summary = train.main(_cfg(tmp_path, name="run", iterations=6))
     run = tmp_path / "run"
-    for name in ("config.yaml", "train.log", "metrics.json", "curves.png", "last.pt", "model.pt"):
+    for name in ("config.yaml", "train.log", "metrics.json", "metrics.csv", "curves.png", "last.pt", "model.pt"):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
+    # a run you can follow: loss terms, learning rate and throughput per log interval, validation per evaluation
+    log_text = (run / "train.log").read_text()
+    assert len(re.findall(r"step \d/6  loss \d+\.\d{4} \(main \d+\.\d{4}, aux \d+\.\d{4}\)  lr \S+  \d+\.\d img/s", log_text)) == 6
+    assert re.search(r"step 4/6  val: mIoU \d+\.\d\d", log_text)
+    rows = read_metrics_csv(run / "metrics.csv")
+    assert [r["step"] for r in rows if r["tag"] == "train/loss"] == [1, 2, 3, 4, 5, 6]
+    assert [(r["step"], r["value"]) for r in rows if r["tag"] == "val/mIoU"] == [
+        (4, metrics["history"]["val"][0]["mIoU"]), (6, pytest.approx(metrics["final"]["mIoU"]))]
+    assert {r["tag"] for r in rows} >= {"stage/fcn/mIoU", "stage/ga/mIoU", "train/lr", "train/images_per_s"}
+    assert list(run.glob("events.out.tfevents.*"))
     assert set(metrics["stages"]) == {"logits_fcn", "logits_ga"}
     for key in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU", "instance_recall_by_area"):
         assert key in metrics["final"], key
@@ -47,6 +58,11 @@ def test_default_run_writes_everything(tmp_path):
     model = load_model(run / "model.pt").eval()
     assert model(torch.randn(1, 3, 48, 64))["out"].shape == (1, 9, 48, 64)
     assert _open_run_logs() == []  # later logging never lands in a finished run's train.log
+
+
+def test_untrained_stage_classifiers_are_not_scored(tmp_path, caplog):
+    summary = train.main(_cfg(tmp_path, name="nostage", iterations=2, stage_iterations=0, ld_effect=False))
+    assert summary["stages"] == {} and "stage/" not in (tmp_path / "nostage" / "metrics.csv").read_text()
 
 
 def test_ld_effect_is_skipped_when_switched_off_or_without_ld(tmp_path):
@@ -233,6 +249,7 @@ loss = torch.nn.functional.cross_entropy(model(images)["out"], targets)
 loss.backward()
 if rank == 0:
     torch.save({n: p.grad for n, p in model.module.named_parameters() if p.grad is not None}, sys.argv[2])
+del model  # DDP's reducer goes before its process group (an abort at exit was seen otherwise)
 dist.cleanup()
 """
 

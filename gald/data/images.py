@@ -79,7 +79,7 @@ def to_rgb_uint8(image: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
         color = np.repeat(a[..., :1], 3, axis=2) if a.shape[2] == 2 else a[..., :3]
         if a.shape[2] == 2:
             notes.append("grayscale image: replicated to three channels (the model was trained on colour images)")
-        if int(a[..., -1].min()) == 255:  # an alpha channel that hides nothing: there is nothing to remove
+        if int(a[..., -1].min(initial=255)) == 255:  # an alpha channel that hides nothing: there is nothing to remove
             a = color
         else:
             alpha = a[..., -1:].astype(np.float32) / 255.0

@@ -24,7 +24,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from gald.errors import ConfigError, InputFileError, MissingFileError, add_debug_argument
+from gald.config import bounded
+from gald.errors import ConfigError, HelpFormatter, InputFileError, MissingFileError, add_debug_argument
 
 from .mapillary import MAPILLARY_CLASSES, check_config
 
@@ -390,13 +391,13 @@ def prepare(
 
 def get_args_parser(description: str) -> argparse.ArgumentParser:
     """The command line of ``data_scripts/prepare_{cityscapes,mapillary}.py``."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--archives", help="folder holding the downloaded zip archives (use with --out)")
     mode.add_argument("--verify-only", metavar="ROOT", help="only verify an extracted dataset root")
-    parser.add_argument("--out", help="dataset root to create or complete")
+    parser.add_argument("--out", help="dataset root to create or complete (with --archives; default: none)")
     parser.add_argument("--strict", action="store_true", help="fewer images than the official counts is an error")
-    parser.add_argument("--max-paths", type=int, default=10, help="offending paths listed per problem")
+    parser.add_argument("--max-paths", type=bounded(int, 1), default=10, help="offending paths listed per problem")
     add_debug_argument(parser)
     return parser
 

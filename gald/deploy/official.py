@@ -26,7 +26,7 @@ from gald.models.state_dict import read_weights_file
 # the name of the command's log (``python -m gald.convert_official``), kept when this moved here
 log = logging.getLogger("gald.convert_official")
 
-__all__ = ["NotOfficialWeightsError", "official_to_gald", "gald_to_official", "official_arch", "load_official", "convert"]
+__all__ = ["OFFICIAL_ARCHS", "NotOfficialWeightsError", "official_to_gald", "gald_to_official", "official_arch", "load_official", "convert"]
 
 # (authors' key prefix, gald key prefix): one table for both directions; the longest prefix wins.
 PREFIXES = [
@@ -48,9 +48,13 @@ PREFIXES = [
 ]
 
 
+#: the networks the authors released weights for
+OFFICIAL_ARCHS = ("gald_resnet50", "gald_resnet101")
+
 
 class NotOfficialWeightsError(CheckpointError, KeyError):
     """A state dict whose keys are not those of the authors' GALD-Net (a ``KeyError``, as before)."""
+
 
 def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]], what: str) -> dict[str, torch.Tensor]:
     pairs = sorted(pairs, key=lambda p: len(p[0]), reverse=True)
@@ -102,7 +106,7 @@ def load_official(path: str | os.PathLike, *, arch: str = "gald_resnet101") -> t
     The class count comes from the checkpoint; a wrong depth or class count is an error that names
     the first mismatching keys and shapes.
     """
-    check_choice("arch", arch, ("gald_resnet50", "gald_resnet101"))  # the archs the authors released
+    check_choice("arch", arch, OFFICIAL_ARCHS)
     raw = read_weights_file(path, what="official weights")
     if not isinstance(raw, dict):
         raise CheckpointError(f"{os.fspath(path)!r} is not a state dict (got {type(raw).__name__})")

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "resume_training", "prepare_run_dir"]
 
 #: What a finished or interrupted run leaves in its folder; ``--overwrite`` removes them first.
-RUN_FILES = ("last.pt", "model.pt", "metrics.json", "curves.png")
+RUN_FILES = ("last.pt", "model.pt", "metrics.json", "metrics.csv", "curves.png")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -164,8 +164,8 @@ def prepare_run_dir(run_dir: str, *, resume: str | None, overwrite: bool, main: 
     if not main:
         return
     if overwrite and resume is None:
-        for name in RUN_FILES:
-            path = os.path.join(run_dir, name)
+        events = glob.glob(os.path.join(glob.escape(run_dir), "events.out.tfevents.*"))  # TensorBoard's
+        for path in [os.path.join(run_dir, name) for name in RUN_FILES] + events:
             if os.path.isfile(path):
                 os.remove(path)
                 log.info("--overwrite: removed %s", path)

@@ -32,6 +32,7 @@ from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
 from gald.engine.loop import LossMeter, non_finite_stop, open_run, prepare_run, resume_run, save_run_state
 from gald.engine.runtime import autocast
+from gald.engine.tracking import RunTracker, save_curves
 from gald.errors import ConfigError
 from gald.metrics.detection import coco_evaluate, coco_from_targets, coco_results, voc_evaluate
 from gald.models.detector import build_detector, sampling_seeds
@@ -128,6 +129,14 @@ def evaluate(model, dataset, classes: list[str], device: torch.device, *, masks:
     return results
 
 
+def _scalar_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The summary numbers of :func:`evaluate` (what logs, TensorBoard and the curves show)."""
+    out = {"voc07_mAP": result["voc07_mAP"], "voc_area_mAP": result["voc_area_mAP"], "box_AP": result["box"]["AP"]}
+    if "mask" in result:
+        out["mask_AP"] = result["mask"]["AP"]
+    return out
+
+
 def fit(cfg: DetectionConfig) -> dict:
     """Train, evaluate and save; returns the summary (also written to ``metrics.json``).
 
@@ -142,7 +151,7 @@ def fit(cfg: DetectionConfig) -> dict:
 
 
 def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
-    device, distributed, world = open_run(cfg, cleanup)
+    device, distributed, world, guard = open_run(cfg, cleanup)
     run_dir = cfg.run_dir
     train_set, val_set, classes = build_detection_data(cfg)
     model = build_detector(detector_config(cfg, len(classes) + 1))
@@ -175,6 +184,9 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     batches = detection_batches(train_set, cfg.batch_size, rank=dist.rank(), world_size=world, seed=cfg.seed,
                                 start_step=start, workers=cfg.workers)
     model.train()
+    guard.disarm()  # the data, the model and the resume state are ready: from here on train.log stays
+    tracker = cleanup.enter_context(RunTracker(run_dir, total=total, start=start, images_per_step=cfg.batch_size,
+                                               log=log)) if dist.is_main() else None
     t0, cpu0 = time.perf_counter(), time.process_time()
     meter = LossMeter()
     for step in range(start, end):
@@ -189,21 +201,21 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
         meter.update(losses)
         done = step + 1
         if done % cfg.log_interval == 0 or done == end:
-            avg = meter.pop()
-            history["train"].append({"step": done, "lr": scheduler.get_last_lr()[0], **avg})
-            log.info("step %d/%d loss %.4f (%s) lr %.3g", done, total, avg["loss"],
-                     ", ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in avg.items() if k != "loss"),
-                     scheduler.get_last_lr()[0])
+            avg, lr = meter.pop(), scheduler.get_last_lr()[0]
+            history["train"].append({"step": done, "lr": lr, **avg})
+            if tracker is not None:
+                tracker.train(done, avg, lr)
         if cfg.eval_interval and done % cfg.eval_interval == 0 and done < total and dist.is_main():
             # rank 0 evaluates; the others wait in the next step's gradient all-reduce
             res = evaluate(net, val_set, classes, device, masks=cfg.masks, batch_size=cfg.eval_batch_size,
                            mask_threshold=cfg.mask_threshold)
-            history["val"].append({"step": done, "voc07_mAP": res["voc07_mAP"], "box_AP": res["box"]["AP"]})
-            log.info("step %d: val VOC07 mAP %.2f, box AP %.2f", done, res["voc07_mAP"], res["box"]["AP"])
+            history["val"].append({"step": done, **_scalar_metrics(res)})
+            tracker.validation(done, _scalar_metrics(res))
         if done % cfg.checkpoint_interval == 0 or done == end:
             save_run_state(net, optimizer, scheduler, scaler, done, cfg, history, last_path, distributed=distributed)
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     rank = dist.rank()  # read before the group is gone (then every process would say rank 0)
+    model = net  # DDP's reducer goes before its process group (an abort at exit was seen otherwise)
     dist.cleanup()  # the processes are done with each other; rank 0 evaluates and writes alone
     if end < total:
         log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, total)
@@ -224,6 +236,10 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
     log.info("%s: VOC07 mAP@0.5 %.2f (area %.2f), COCO box AP %.2f%s on %d images", cfg.name, final["voc07_mAP"],
              final["voc_area_mAP"], final["box"]["AP"],
              f", mask AP {final['mask']['AP']:.2f}" if "mask" in final else "", len(val_set))
+    history["val"].append({"step": total, **_scalar_metrics(final)})
+    tracker.validation(total, _scalar_metrics(final))
+    summary["history"] = history
+    save_curves(history, os.path.join(run_dir, "curves.png"))
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(summary, f, indent=2, allow_nan=True)
     ckpt.save_checkpoint(
@@ -233,5 +249,6 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
          "format_version": 1},
         os.path.join(run_dir, "model.pt"),
     )
-    log.info("wrote %s (model.pt, last.pt, metrics.json) in %.1f s of training", run_dir, train_seconds)
+    log.info("wrote %s (model.pt, last.pt, metrics.json, metrics.csv, curves.png, TensorBoard events) in %.1f s of "
+             "training", run_dir, train_seconds)
     return summary

@@ -18,6 +18,7 @@ from gald.errors import GroupTimeoutError
 log = logging.getLogger(__name__)
 
 _STORE: dist.Store | None = None  # this process's store while in a group (see cleanup)
+_HOSTS_STORE = False  # whether this process serves it (rank 0 outside torchrun)
 
 __all__ = [
     "init_distributed", "world_size", "rank", "is_main", "maybe_sync_batchnorm", "all_reduce_sum", "all_gather_object",
@@ -46,9 +47,9 @@ def init_distributed(device: torch.device, timeout: float = 1800.0) -> bool:
         store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
                               is_master=not agent and rank_ == 0, timeout=limit)
         store = dist.PrefixStore(f"gald/restart_{elastic_restart_count()}", store)
-        global _STORE
-        _STORE = store
         dist.init_process_group(backend=backend, store=store, rank=rank_, world_size=world, timeout=limit)
+        global _STORE, _HOSTS_STORE
+        _STORE, _HOSTS_STORE = store, not agent and rank_ == 0
     except dist.DistError as err:
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         if "timeout" not in str(err).lower() and "timed out" not in str(err).lower():
@@ -106,17 +107,21 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 def cleanup(wait: float = 30.0) -> None:
     """Leave the process group. The barrier first keeps a rank from tearing gloo down while its
-    peer is still in a collective, and rank 0, which hosts the store outside torchrun, waits (at
-    most ``wait`` seconds) until every rank has left before it exits: either early exit was seen to
-    abort the other worker with "terminate called ...")."""
+    peer is still in a collective, and the process that hosts the store (rank 0 outside torchrun)
+    waits, at most ``wait`` seconds, until every rank has left before it can exit: either early exit
+    was seen to abort the other worker with "terminate called ...")."""
     global _STORE
     if dist.is_initialized():
         dist.barrier()
-        world, first = dist.get_world_size(), dist.get_rank() == 0
+        world = dist.get_world_size()
         dist.destroy_process_group()
         store, _STORE = _STORE, None
-        if store is not None:
+        if store is None:
+            return
+        try:
             store.add("left", 1)
             deadline = time.monotonic() + wait
-            while first and store.add("left", 0) < world and time.monotonic() < deadline:
+            while _HOSTS_STORE and store.add("left", 0) < world and time.monotonic() < deadline:
                 time.sleep(0.01)
+        except dist.DistError as err:  # the host gave up waiting: the run itself went well
+            log.debug("leaving the store: %s", err)

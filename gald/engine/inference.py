@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gald.config import NORMALIZATIONS, bounded, check_choice
+from gald.errors import ConfigError
 
 __all__ = [
     "TestProtocol", "infer", "sliding_windows", "NORMALIZATIONS", "checkpoint_normalization", "add_protocol_arguments",
@@ -86,6 +87,10 @@ class TestProtocol:
                 if len(value) != 2 or min(value) < 1:
                     raise ValueError(f"{name} needs two positive integers (height, width), got {value}")
                 object.__setattr__(self, name, value)
+        if self.stride is not None and self.crop_size is not None and any(
+                s > c for s, c in zip(self.stride, self.crop_size)):
+            raise ConfigError(f"stride {self.stride} is larger than crop_size {self.crop_size}: pixels between the "
+                              "windows would get no score")
 
     @property
     def window_stride(self) -> tuple[int, int]:

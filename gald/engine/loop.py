@@ -23,7 +23,7 @@ from gald.errors import ConfigError, GaldError, NonFiniteStop
 
 __all__ = [
     "LossMeter", "non_finite_stop", "check_world_size", "check_finite_state", "training_state", "prepare_run",
-    "open_run", "resume_run", "save_run_state",
+    "open_run", "StartGuard", "resume_run", "save_run_state",
 ]
 
 
@@ -106,10 +106,11 @@ def training_state(model: nn.Module, optimizer, scheduler, scaler, step: int, cf
 
 
 # The steps both fit() functions take, in this order: prepare_run (before any process joins the
-# group), open_run, resume_run, then save_run_state at every checkpoint.
+# group), open_run, resume_run, the guard's disarm before the first step, then save_run_state at
+# every checkpoint.
 
 
-def prepare_run(cfg, build: Callable[[], nn.Module]):
+def prepare_run(cfg, build: Callable[[], nn.Module] | None = None):
     """Checks and tidying before any process joins the group or writes: the device, the model the
     config describes (``build`` runs on the meta device: no memory, milliseconds), the world size
     against the global batch, the run folder (:func:`gald.engine.checkpoint.prepare_run_dir`), and,
@@ -123,8 +124,9 @@ def prepare_run(cfg, build: Callable[[], nn.Module]):
     """
     resolve_device(cfg.device)
     try:
-        with torch.device("meta"):
-            build()
+        if build is not None:
+            with torch.device("meta"):
+                build()
     except GaldError:
         raise
     except ValueError as err:
@@ -138,48 +140,56 @@ def prepare_run(cfg, build: Callable[[], nn.Module]):
     return cfg
 
 
-def open_run(cfg, cleanup: contextlib.ExitStack) -> tuple[torch.device, bool, int]:
+def open_run(cfg, cleanup: contextlib.ExitStack) -> tuple[torch.device, bool, int, StartGuard]:
     """Join the process group, start the run log and ``config.yaml`` (rank 0), seed this process.
-    Returns ``(device, distributed, world size)``."""
+    Returns ``(device, distributed, world size, guard)``: call ``guard.disarm()`` when the data,
+    model and resume state are ready, just before the first step (see :class:`StartGuard`)."""
     device = resolve_device(cfg.device)
     distributed = dist.init_distributed(device, timeout=cfg.dist_timeout)
     world = check_world_size(cfg.batch_size, dist.world_size())
+    guard = StartGuard(cfg.run_dir)
     if dist.is_main():
-        cleanup.push(_forget_refused_start(cfg.run_dir))  # runs after the log file is closed
+        cleanup.push(guard)  # runs after the log file is closed
         cleanup.enter_context(run_logging(cfg.run_dir))
         with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     seed_everything(cfg.seed + dist.rank())
-    return device, distributed, world
+    return device, distributed, world, guard
 
 
-def _forget_refused_start(run_dir: str):
-    """An exit callback that removes what this start wrote (``config.yaml``, ``train.log``, the
-    folder) when your input stopped it (a :class:`~gald.errors.GaldError`, e.g. a missing dataset
-    folder found while the data is built) before any checkpoint: a refused run leaves nothing behind.
-    Files that were there before (a run being resumed) are kept."""
-    before = {name for name in ("config.yaml", "train.log") if os.path.exists(os.path.join(run_dir, name))}
-    new_folders = []  # the run folder and any parents this start creates, deepest first
-    folder = os.path.abspath(run_dir)
-    while not os.path.isdir(folder) and folder != os.path.dirname(folder):
-        new_folders.append(folder)
-        folder = os.path.dirname(folder)
+class StartGuard:
+    """Until :meth:`disarm`, an exit callback that removes what this start wrote (``config.yaml``,
+    ``train.log``, a new run folder and its new parents) when your input stopped it: a
+    :class:`~gald.errors.GaldError` found while the data, the model or the resume state are built
+    (a missing dataset folder, a broken validation image, ``--init-from`` weights that do not fit).
+    A refused start leaves no new folder behind; files that were there before are kept. Once the
+    training loop starts, ``train.log`` is the run's record and stays, whatever happens."""
 
-    def exit_callback(exc_type, exc, tb) -> bool:
-        held = any(os.path.exists(os.path.join(run_dir, name)) for name in ("last.pt", "model.pt"))
-        if exc_type is None or not issubclass(exc_type, GaldError) or held:
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+        self.armed = True
+        self._before = {n for n in ("config.yaml", "train.log") if os.path.exists(os.path.join(run_dir, n))}
+        self._new_folders = []  # the run folder and any parents this start creates, deepest first
+        folder = os.path.abspath(run_dir)
+        while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+            self._new_folders.append(folder)
+            folder = os.path.dirname(folder)
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __call__(self, exc_type, exc, tb) -> bool:
+        if not self.armed or exc_type is None or not issubclass(exc_type, GaldError):
             return False
-        for name in {"config.yaml", "train.log"} - before:
+        for name in {"config.yaml", "train.log"} - self._before:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(run_dir, name))
-        for folder in new_folders:
+                os.remove(os.path.join(self.run_dir, name))
+        for folder in self._new_folders:
             try:
                 os.rmdir(folder)
             except OSError:  # not empty: something else is in it, keep it
                 break
         return False  # the error goes on to the command's one line
-
-    return exit_callback
 
 
 def resume_run(cfg, last_path: str, *, model: nn.Module, optimizer, scheduler, scaler, distributed: bool, world: int,

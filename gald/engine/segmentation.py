@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from gald.engine.loop import (
 )
 from gald.engine.memory import set_activation_checkpointing
 from gald.engine.runtime import autocast
+from gald.engine.tracking import RunTracker, save_curves
 from gald.losses import build_criterion
 from gald.metrics.ld_effect import format_ld_effect, has_ld, ld_effect, ld_effect_summary
 from gald.metrics.segmentation import SegmentationMetrics, format_table
@@ -87,6 +87,11 @@ def output_metrics(model: nn.Module, data, *, stages: bool = True) -> dict[str, 
 
 
 _CURVE_KEYS = ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU")
+
+
+def _scalar_metrics(result: dict) -> dict[str, float]:
+    """The summary numbers of a :class:`SegmentationMetrics` result (what logs and TensorBoard show)."""
+    return {k: result[k] for k in ("mIoU", "pixel_acc", "small_mIoU", "large_mIoU", "boundary_mIoU") if k in result}
 
 
 def train_step(
@@ -209,30 +214,6 @@ def finetune_stage_classifiers(model: nn.Module, loader_iter, cfg: TrainConfig, 
     return losses
 
 
-def save_curves(history: dict, path: str) -> None:
-    # a bare Figure: no pyplot state, so a notebook's backend is left alone
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.5))
-    axes = fig.subplots(1, 2)
-    steps = [h["step"] for h in history["train"]]
-    axes[0].plot(steps, [h["loss"] for h in history["train"]], label="loss")
-    axes[0].plot(steps, [h["loss_main"] for h in history["train"]], label="main (OHEM)")
-    if history["train"] and "loss_aux" in history["train"][0]:
-        axes[0].plot(steps, [h["loss_aux"] for h in history["train"]], label="aux (CE)")
-    axes[0].set(title="training loss", xlabel="iteration", ylabel="loss")
-    axes[0].legend()
-    val_steps = [h["step"] for h in history["val"]]
-    for key, label in (("mIoU", "mIoU"), ("small_mIoU", "small-pattern mIoU"), ("boundary_mIoU", "boundary mIoU")):
-        values = [h.get(key) for h in history["val"]]
-        if values and all(v is not None for v in values):
-            axes[1].plot(val_steps, values, marker="o", label=label)
-    axes[1].set(title="validation", xlabel="iteration", ylabel="%")
-    axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
 def fit(cfg: TrainConfig) -> dict:
     """Train, evaluate and save; returns the final metrics dict (also written to metrics.json)."""
     # before any process joins the group or writes; the class count does not change what is checked
@@ -242,7 +223,7 @@ def fit(cfg: TrainConfig) -> dict:
 
 
 def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
-    device, distributed, world = open_run(cfg, cleanup)
+    device, distributed, world, guard = open_run(cfg, cleanup)
     run_dir = cfg.run_dir
 
     data = build_segmentation_data(cfg, rank=dist.rank(), world_size=world)
@@ -286,8 +267,12 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     metrics = output_metrics(model, data, stages=False)
-    evaluate_stages = output_metrics(model, data)
+    # stage classifiers are only scored when they were trained (Sec. 4.3.1: fine-tuned at the end)
+    evaluate_stages = output_metrics(model, data, stages=cfg.stage_iterations > 0)
     net = unwrap(model)
+    guard.disarm()  # the data, the model and the resume state are ready: from here on train.log stays
+    tracker = cleanup.enter_context(RunTracker(run_dir, total=cfg.iterations, start=start, images_per_step=cfg.batch_size,
+                                               log=log)) if dist.is_main() else None
 
     end = min(cfg.iterations, cfg.stop_at) if cfg.stop_at else cfg.iterations
     batches = data.train_batches(start_step=start)
@@ -312,15 +297,16 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         meter.update(losses)
         done = step + 1
         if done % cfg.log_interval == 0 or done == end:
-            avg = meter.pop()
-            history["train"].append({"step": done, "lr": scheduler.get_last_lr()[0], **avg})
-            bar.set_postfix(loss=f"{avg['loss']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            log.debug("step %d loss %.4f", done, avg["loss"])
+            avg, lr = meter.pop(), scheduler.get_last_lr()[0]
+            history["train"].append({"step": done, "lr": lr, **avg})
+            bar.set_postfix(loss=f"{avg['loss']:.3f}", lr=f"{lr:.2e}")
+            if tracker is not None:
+                tracker.train(done, avg, lr)
         if cfg.eval_interval and done % cfg.eval_interval == 0 and done < cfg.iterations:
             res = evaluate(model, data.val_loader, metrics, device, cfg)["out"]
             history["val"].append({"step": done, **{k: res.get(k) for k in _CURVE_KEYS}})
-            log.info("step %d/%d: val mIoU %.2f (small %.2f, boundary %.2f)", done, cfg.iterations,
-                     res["mIoU"], res.get("small_mIoU", math.nan), res["boundary_mIoU"])
+            if tracker is not None:
+                tracker.validation(done, _scalar_metrics(res))
         if done % cfg.checkpoint_interval == 0 or done == end:
             save_run_state(net, optimizer, scheduler, scaler, done, cfg, history, last_path, distributed=distributed)
     bar.close()
@@ -329,6 +315,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     train_seconds = time.perf_counter() - t0
     if end < cfg.iterations:
         log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, cfg.iterations)
+        model = net  # DDP's reducer goes before its process group (an abort at exit was seen otherwise)
         dist.cleanup()
         return {"stopped_at": end}
 
@@ -351,10 +338,10 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         "torch": torch.__version__,
     }
     if dist.is_main():
+        tracker.validation(cfg.iterations, _scalar_metrics(final))
         log.info("\n%s", format_table(final, title=f"{cfg.name}: validation ({len(data.val_set)} images)"))
         for name, res in summary["stages"].items():
-            log.info("stage classifier %s: mIoU %.2f (small %.2f, boundary %.2f)", name, res["mIoU"],
-                     res.get("small_mIoU", math.nan), res["boundary_mIoU"])
+            tracker.validation(cfg.iterations, _scalar_metrics(res), prefix=f"stage/{name.removeprefix('logits_')}")
         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
             json.dump(summary, f, indent=2)
         save_curves(history, os.path.join(run_dir, "curves.png"))
@@ -375,7 +362,9 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             with open(os.path.join(run_dir, "metrics.json"), "w") as f:
                 json.dump(summary, f, indent=2)
             ckpt.save_checkpoint(model_state, os.path.join(run_dir, "model.pt"))
-        log.info("wrote %s (model.pt, last.pt, metrics.json, curves.png) in %.1f s of training", run_dir, train_seconds)
+        log.info("wrote %s (model.pt, last.pt, metrics.json, metrics.csv, curves.png, TensorBoard events) in %.1f s of "
+                 "training", run_dir, train_seconds)
+    model = net  # DDP's reducer goes before its process group
     dist.cleanup()
     return summary
 

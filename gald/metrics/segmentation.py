@@ -215,19 +215,20 @@ class SegmentationMetrics:
 
 
 def format_table(result: dict, title: str = "") -> str:
-    """A plain-text per-class IoU table with the summary metrics underneath."""
-    names = list(result["per_class_iou"])
-    width = max(12, *(len(n) for n in names))
+    """A plain-text per-class IoU table with the summary metrics underneath, in aligned columns."""
+
+    def number(v: float | None) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+    rows = [(name, number(v), "") for name, v in result["per_class_iou"].items()]
+    rows += [(key, number(result[key]), "") for key in ("mIoU", "pixel_acc", "small_mIoU", "large_mIoU", "boundary_mIoU")
+             if key in result]
+    rows += [(f"recall {name} px", number(r["recall"]), f"({r['instances']} instances)")
+             for name, r in result.get("instance_recall_by_area", {}).items()]
+    width = max(len("class"), *(len(label) for label, _, _ in rows))
     lines = [title] if title else []
-    lines.append(f"{'class':<{width}}  IoU (%)")
-    for name, v in result["per_class_iou"].items():
-        lines.append(f"{name:<{width}}  {'   n/a' if v is None else f'{v:6.2f}'}")
-    for key in ("mIoU", "pixel_acc", "small_mIoU", "large_mIoU", "boundary_mIoU"):
-        if key in result:
-            lines.append(f"{key:<{width}}  {result[key]:6.2f}")
-    for name, r in result.get("instance_recall_by_area", {}).items():
-        rec = "   n/a" if r["recall"] is None else f"{r['recall']:6.2f}"
-        lines.append(f"{'inst ' + name + ' px':<{width}}  {rec}  ({r['instances']} instances)")
+    lines.append(f"{'class':<{width}}  {'%':>7}")
+    lines += [f"{label:<{width}}  {value:>7}  {note}".rstrip() for label, value, note in rows]
     return "\n".join(lines)
 
 

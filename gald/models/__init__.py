@@ -33,6 +33,7 @@ from .segmentor import (
     gald_resnet101,
     gald_tiny,
 )
+from .registry import get_model, list_models
 from .state_dict import load_state_dict_checked
 from .weights import (
     TASKS,
@@ -72,6 +73,8 @@ __all__ = [
     "gald_resnet50",
     "gald_tiny",
     "get_ga",
+    "get_model",
+    "list_models",
     "load_model",
     "load_state_dict_checked",
     "model_from_checkpoint",

@@ -7,7 +7,7 @@ The measurement helpers return plain dicts / arrays, so the notebooks can print 
 
 * :func:`scene_batch`, :func:`stage_predictions` — images in, FCN / GA / GALD predictions out
   (the stage classifiers of Fig. 5, ``model.inspect``).
-* :func:`curves_figure` — training loss and validation mIoU curves from a run's ``history``.
+* :func:`curves_figure` — training loss and validation curves from a run's ``history`` (:mod:`gald.viz.curves`).
 * :func:`segmentation_grid` — input | prediction columns | ground truth (Fig. 5, Fig. 8 row).
 * :func:`ld_mask_figure`, :func:`ld_channels_figure`, :func:`mask_by_pattern_size`,
   :func:`mask_size_figure` — the LD masks ``M`` of Eq. (1) and how they follow pattern size (Fig. 4).
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from gald.viz import overlays as viz
+from gald.viz.curves import curves_figure
 from gald.data import synthetic
 from gald.data.transforms import ToTensorNormalize
 from gald.errors import MissingFileError
@@ -38,6 +39,7 @@ __all__ = [
     "claims_figure",
     "ablation_table",
     "attribution_figure",
+    "save_figure",
     "cue_twins_figure",
     "curves_figure",
     "group_accuracy",
@@ -68,6 +70,29 @@ def _legend_handles(classes: Sequence[str], palette: Sequence[Sequence[int]]):
     from matplotlib.patches import Patch
 
     return [Patch(color=np.asarray(c) / 255.0, label=n) for n, c in zip(classes, palette)]
+
+
+def save_figure(fig, path: str | os.PathLike, *, formats: Sequence[str] = ("pdf", "svg", "png"),
+                dpi: int = 300) -> list[str]:
+    """Save a figure for a paper: vector PDF and SVG, and a ``dpi`` PNG, beside each other.
+
+    Args:
+        fig: a figure of this module (or any matplotlib figure).
+        path: the file name without (or with, ignored) an extension.
+        formats: which of pdf, svg, png (and any other format matplotlib writes).
+        dpi: resolution of raster formats.
+
+    Returns:
+        The written paths, in ``formats`` order.
+    """
+    stem = os.path.splitext(os.fspath(path))[0]
+    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = f"{stem}.{fmt}"
+        fig.savefig(target, dpi=dpi, bbox_inches="tight", metadata=None if fmt != "png" else {"Software": "gald"})
+        written.append(target)
+    return written
 
 
 def scene_batch(scenes: Sequence[synthetic.Scene]) -> torch.Tensor:
@@ -105,39 +130,6 @@ def stage_predictions(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.n
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=getattr(model, "align_corners", False))
         out[stage] = logits.argmax(1).numpy()
     return out
-
-
-def curves_figure(history: Mapping, *, title: str = ""):
-    """Training loss (total, main, aux) and validation mIoU / small-pattern / boundary curves.
-
-    Args:
-        history: ``{"train": [{"step", "loss", ...}], "val": [{"step", "mIoU", ...}]}`` as saved in
-            ``last.pt`` by :func:`gald.engine.segmentation.fit`.
-        title: figure title.
-    """
-    fig = _figure((10, 3.2))
-    (ax_loss, ax_val) = fig.subplots(1, 2)
-    train = list(history.get("train", []))
-    if not train:
-        raise ValueError("history has no training entries ('train' is empty)")
-    steps = [h["step"] for h in train]
-    for key, label in (("loss", "total"), ("loss_main", "main (OHEM)"), ("loss_aux", "aux (CE)")):
-        if key in train[0]:
-            ax_loss.plot(steps, [h[key] for h in train], label=label)
-    ax_loss.set(title="training loss", xlabel="iteration", ylabel="loss")
-    ax_loss.legend()
-    val = list(history.get("val", []))
-    for key, label in (("mIoU", "mIoU"), ("large_mIoU", "large-pattern mIoU"), ("small_mIoU", "small-pattern mIoU"),
-                       ("boundary_mIoU", "boundary mIoU")):
-        points = [(h["step"], h[key]) for h in val if h.get(key) is not None]
-        if points:
-            ax_val.plot(*zip(*points), marker="o", label=label)
-    ax_val.set(title="validation", xlabel="iteration", ylabel="%", ylim=(0, 100))
-    ax_val.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 def segmentation_grid(
@@ -207,7 +199,7 @@ def ld_mask_figure(
         raise ValueError(f"scale must be 'unit' or 'minmax', got {scale!r}")
     rows, cols = len(images), 1 + len(masks)
     h, w = np.asarray(images[0]).shape[:2]
-    fig = _figure((2.6 * cols + 0.6, 2.6 * h / w * rows + 0.5 + 0.2 * rows * (scale == "minmax")))
+    fig = _figure((2.6 * cols + 0.6 + 0.5 * (cols - 1) * (scale == "minmax"), 2.6 * h / w * rows + 0.5))
     axes = fig.subplots(rows, cols, squeeze=False)
     im = None
     for r, image in enumerate(images):
@@ -218,8 +210,8 @@ def ld_mask_figure(
             mean = m.mean(0)
             lo, hi = (0.0, 1.0) if scale == "unit" else (float(mean.min()), float(mean.max()))
             im = axes[r, c].imshow(mean, vmin=lo, vmax=hi, cmap="viridis", extent=(0, w, h, 0))
-            if scale == "minmax":
-                axes[r, c].set_xlabel(f"{lo:.2f} to {hi:.2f}", fontsize=8)
+            if scale == "minmax":  # each panel its own range, so each its own colour bar
+                fig.colorbar(im, ax=axes[r, c], fraction=0.046, pad=0.02).ax.tick_params(labelsize=7)
         for c, name in enumerate(["input", *(f"{k}: mean of M" for k in masks)]):
             if r == 0:
                 axes[r, c].set_title(name, fontsize=10)
@@ -477,7 +469,7 @@ def attribution_figure(
     """
     panels = 1 + (label is not None) + len(maps)
     h, w = image.shape[:2]
-    fig = _figure((2.8 * panels, 2.8 * h / w + 0.6))
+    fig = _figure((2.8 * panels, 2.8 * h / w + 1.0))
     axes = fig.subplots(1, panels, squeeze=False)
     axes = axes[0]
     axes[0].imshow(image)
@@ -487,10 +479,19 @@ def attribution_figure(
         axes[1].imshow(viz.colorize(np.asarray(label).astype(np.int64), palette))
         axes[1].set_title("ground truth", fontsize=10)
         k = 2
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     for ax, (stage, m) in zip(axes[k:], maps.items()):
         m = m.detach().numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
+        top = float(m.max())
         ax.imshow(viz.blend_heatmap(image, viz.heatmap(m, size=(h, w), vmin=0.0, cmap="inferno"), alpha=0.6))
-        ax.set_title(f"{stage} (max {float(m.max()):.2g})", fontsize=10)
+        ax.set_title(stage, fontsize=10)
+        # the scale of this panel's heat map (0 to its own maximum), in a strip under it: every
+        # panel keeps the same size
+        bar = fig.colorbar(ScalarMappable(Normalize(0.0, top if top > 0 else 1.0), cmap="inferno"),
+                           cax=ax.inset_axes((0.0, -0.14, 1.0, 0.06)), orientation="horizontal")
+        bar.ax.tick_params(labelsize=7)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
