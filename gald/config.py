@@ -39,8 +39,8 @@ ANNOTATIONS = ("fine", "coarse")  # Cityscapes gtFine / gtCoarse
 CHECKPOINT_POLICIES = ("full", "selective")  # activation checkpointing: whole blocks / keep 3x3 outputs
 NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors' Caffe BGR mean
 FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
-OUTPUT_STRIDES = (8, 16, 32)
-DETECTION_DATASETS = ("synthetic", "voc", "coco")  # backbone: layer3 and layer4 dilated | layer4 dilated | none
+OUTPUT_STRIDES = (8, 16, 32)  # backbone: layer3 and layer4 dilated | layer4 dilated | none
+DETECTION_DATASETS = ("synthetic", "voc", "coco")  # generated scenes | VOCdevkit | COCO
 
 
 class UnknownChoiceError(ConfigError, KeyError):
@@ -378,7 +378,7 @@ HELP: dict[str, str] = {
     "data_root": "root folder of an on-disk dataset (needs --dataset)",
     "data_seed": "seed of the generated benchmark's images (synthetic datasets)",
     "workers": "data-loading worker processes (0: in the training process)",
-    "device": "auto (this process's GPU under torchrun, else the CPU), cpu, cuda or cuda:N",
+    "device": "auto (the GPU when CUDA is available, under torchrun this process's; else the CPU), cpu, cuda or cuda:N",
     "resume": "continue from a last.pt, or 'auto': this run's last.pt when it exists",
     "overwrite": "replace the run already in OUTPUT_DIR/NAME (else a folder holding a checkpoint is refused)",
     "init_from": "weights to start from (a model.pt), with a fresh optimiser and schedule",
@@ -391,7 +391,7 @@ HELP: dict[str, str] = {
                    "annotation ('train+train_extra:coarse'); 'all': every image of a folder dataset; "
                    "detection (COCO): the training split",
     "val_split": "validation split (detection, COCO: the validation split)",
-    "annotation": "Cityscapes annotation: gtFine or gtCoarse",
+    "annotation": "Cityscapes annotation: fine (gtFine) or coarse (gtCoarse)",
     "resize_short": "mapillary / folder: rescale each image's short side to this first",
     "normalization": "input normalisation: torchvision's ImageNet mean/std, or the authors' Caffe BGR mean",
     "num_train": "training images of the generated benchmark",
@@ -401,13 +401,13 @@ HELP: dict[str, str] = {
     "scale_range": "random scale range: LOW HIGH (the paper: 0.5 2.0); 1 1 disables it",
     "flip": "random horizontal flips",
     # segmentation model
-    "arch": "the network (gald.models.list_models())",
+    "arch": "the network (gald.models.list_models(task=...))",
     "ga": "Global Aggregation module (Sec. 3.1)",
     "block": "arrangement of GA and LD (Sec. 4.3): gald = GA then LD (the paper's), ldga, parallel, ga, ld, none",
     "ld_downsample": "how LD shrinks F_GA before its mask (Sec. 3.2; the paper: depth-wise strided convolutions)",
     "d": "LD's downsampling rate d (Sec. 3.2; the paper: 2 for Cityscapes); detection: none = the builder's",
-    "ld_last_norm": "BatchNorm after LD's last convolution (none: the --mode's choice)",
-    "ld_init": "initialisation of LD's mask layer (none: the --mode's choice)",
+    "ld_last_norm": "BatchNorm after LD's last convolution (not given: the --mode's choice)",
+    "ld_init": "initialisation of LD's mask layer (none or not given: the --mode's choice)",
     "ga_downsample": "let the GA module work on a 2x downsampled map (the authors' code)",
     "output_stride": "backbone output stride (8: layer3 and layer4 dilated, as the paper)",
     "mode": "paper: Eq. 1-3 as printed; official: as the authors' GALDNet.py",
@@ -446,7 +446,7 @@ HELP: dict[str, str] = {
     # detection
     "train_sets": "VOC training sets, YEAR/SET (e.g. 2007/trainval 2012/trainval)",
     "test_sets": "VOC test sets, YEAR/SET",
-    "classes": "VOC class names (none: the 20 Pascal VOC classes)",
+    "classes": "VOC class names (not given: the 20 Pascal VOC classes)",
     "image_size": "generated benchmark: image HEIGHT WIDTH",
     "context": "context module in the detector (none, nl, cgnl, gald)",
     "placement": "where the context module sits: c5 (on the backbone's last stage) or p5 (on the FPN's top level)",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def save_pretrained(
     palette: list | None = None,
     normalization: str | None = None,
     metrics: dict | None = None,
+    license: str | None = None,
     force: bool = False,
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``folder``.
@@ -72,7 +74,10 @@ def save_pretrained(
             ``model.pt`` from ``python -m gald.train`` / ``gald.convert_official`` (its classes,
             palette, metrics, LD effect and training config then fill the card).
         folder: created if needed; files there are refused unless ``force``.
-        classes, palette, normalization, metrics: override or supply what a bare model lacks.
+        classes, palette, normalization, metrics: override or supply what a bare model lacks
+            (metrics given here are credited to you, not to the training run).
+        license: the licence of the weights for the card's metadata (e.g. ``"mit"``); none by
+            default: weights trained on Cityscapes, or the authors', carry their own terms.
 
     Returns:
         The folder.
@@ -108,6 +113,8 @@ def save_pretrained(
         "normalization": normalization or record.get("normalization")
         or (record.get("config", {}).get("train", {}) or {}).get("normalization") or "imagenet",
         "metrics": metrics or record.get("metrics") or {},
+        "metrics_source": "given" if metrics else "training" if record.get("metrics") else None,
+        "license": license,
         "ld_effect": ld_effect,
         "train": record.get("config", {}).get("train") or {},
         "gald_version": gald.__version__,
@@ -186,7 +193,10 @@ def push_to_hub(
 ) -> str:
     """Write the pretrained folder of ``model`` (see :func:`save_pretrained`) and upload it to
     the Hub repository ``repo_id`` (created if needed). Returns the commit URL."""
-    from huggingface_hub import HfApi
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise MissingFileError('push_to_hub needs huggingface_hub: pip install "gald[hub]"') from None
 
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,7 +214,7 @@ def model_card(info: dict[str, Any]) -> str:
     lines = [
         "---",
         "library_name: gald",
-        "license: mit",
+        *([f"license: {info['license']}"] if info.get("license") else []),
         "tags: [gald, pytorch, " + ("semantic-segmentation" if task == "segmentation" else "object-detection") + "]",
         "---",
         "",
@@ -223,15 +233,18 @@ def model_card(info: dict[str, Any]) -> str:
         "",
         "## Preprocessing",
         "",
-        "RGB images, " + ("ImageNet mean/std normalisation (torchvision)" if info["normalization"] == "imagenet"
-                          else "BGR channel order minus the authors' mean, no std scaling (`bgr_mean`)")
-        + (". Detectors normalise inside the model: pass 0-1 RGB tensors." if task == "detection" else "."),
+        ("RGB tensors in [0, 1]; the detector normalises inside the model." if task == "detection" else
+         "RGB images, " + ("ImageNet mean/std normalisation (torchvision), in [0, 1] units."
+                           if info["normalization"] == "imagenet" else
+                           "BGR channel order minus the authors' per-channel mean in 0-255 units, no std scaling "
+                           "(`bgr_mean`).")),
         "",
         "## Classes",
         "",
         "| id | class |",
         "|---|---|",
-        *[f"| {i} | {name} |" for i, name in enumerate(info["classes"])],
+        # detector label k is classes[k - 1]: 0 is the background
+        *[f"| {i + (task == 'detection')} | {name} |" for i, name in enumerate(info["classes"])],
         "",
     ]
     train = info.get("train") or {}
@@ -240,10 +253,14 @@ def model_card(info: dict[str, Any]) -> str:
     if info.get("metrics"):
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in info["metrics"].items()]
-        split = train.get("val_split", "val") if train else "val"
-        lines += ["", f"Measured on the `{train.get('dataset', '?')}` `{split}` split at the end of training "
-                  f"(`{command}`); re-measure with `python -m gald.evaluate --checkpoint model.pt`."
-                  if command else "Measured by whoever saved the model: no training record came with it."]
+        if info.get("metrics_source") == "training" and command:
+            lines += ["", f"Measured on the validation data of `{train.get('dataset', '?')}` at the end of training "
+                      f"(the command below)."]
+            if task == "segmentation":
+                lines += ["The training run's `model.pt` re-measures them: "
+                          "`python -m gald.evaluate --checkpoint runs/<name>/model.pt`."]
+        else:
+            lines += ["", "Given by whoever saved the model; no training record says how they were measured."]
     else:
         lines += ["Not measured: this folder was saved from a model without recorded metrics."]
     lines += ["", "## Training", ""]
@@ -253,8 +270,11 @@ def model_card(info: dict[str, Any]) -> str:
     if effect:
         lines += [f"What mIoU loses when LD's masks are replaced by their spatial means (docs/ld.md): "
                   f"{json.dumps(effect)}"]
+    elif task == "segmentation":
+        lines += ["Not measured (`python -m gald.evaluate --checkpoint model.pt --ld-effect` measures it from a "
+                  "training run's checkpoint)."]
     else:
-        lines += ["Not measured (`python -m gald.evaluate --checkpoint model.pt --ld-effect` measures it)."]
+        lines += ["Not measured for detectors."]
     return "\n".join(lines) + "\n"
 
 
@@ -264,8 +284,11 @@ def _train_command(train: dict[str, Any], task: str) -> str:
     flags = ["--task detection"] if task == "detection" else []
     for key, value in train.items():
         if key in HELP and key in defaults and value != defaults[key] and key not in ("overwrite", "resume", "device"):
-            shown = " ".join(map(str, value)) if isinstance(value, list) else ("none" if value is None else value)
-            flags.append(f"--{key.replace('_', '-')} {str(shown).lower() if isinstance(value, bool) else shown}")
+            if isinstance(value, list):
+                shown = " ".join(shlex.quote(str(v)) for v in value)
+            else:
+                shown = shlex.quote("none" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+            flags.append(f"--{key.replace('_', '-')} {shown}")
     return " ".join(["python -m gald.train", *flags])
 
 

@@ -203,22 +203,31 @@ def test_claims_figure_draws_one_row_per_claim_and_the_check():
 
 
 def test_setup_notebook_pins_threads_seeds_and_progress_bars(tmp_path, monkeypatch):
-    import os
     import random
+    import warnings
 
+    import matplotlib
+
+    from gald.viz import notebook
     from gald.viz.notebook import asset_card, setup_notebook
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    logs = []
+    monkeypatch.setattr(notebook, "log_to_stdout", lambda times: logs.append(times))
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    (tmp_path / "runs" / "nb" / "stale").mkdir(parents=True)
     try:
-        (tmp_path / "runs" / "nb" / "stale").mkdir(parents=True)
-        work = setup_notebook("nb", seed=3, root=tmp_path / "runs")
-        assert work == tmp_path / "runs" / "nb" and work.is_dir() and not list(work.iterdir())
-        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
-        assert os.environ["TQDM_DISABLE"] == "1"
-        first = (random.random(), np.random.rand(), torch.rand(1).item())
-        setup_notebook(seed=3)
-        assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+        with warnings.catch_warnings(), matplotlib.rc_context():  # leave the global state as it was
+            work = setup_notebook("nb", seed=3, root=tmp_path / "runs")
+            assert work == tmp_path / "runs" / "nb" and work.is_dir() and not list(work.iterdir())
+            assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+            assert os.environ["TQDM_DISABLE"] == "1" and logs == [False]
+            first = (random.random(), np.random.rand(), torch.rand(1).item())
+            setup_notebook(seed=3)
+            assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+            for bad in ("", ".", "..", "a/b"):
+                with pytest.raises(ValueError, match="plain folder name"):
+                    setup_notebook(bad, root=tmp_path / "runs")
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)

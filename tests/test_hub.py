@@ -81,11 +81,20 @@ def test_a_training_checkpoint_becomes_a_carded_folder(tmp_path):
     card = (folder / "README.md").read_text()
     assert "| 0 | road |" in card and "ImageNet mean/std" in card
     assert f"| mIoU | {record['metrics']['mIoU']:.2f} |" in card
-    assert "python -m gald.train" in card and "python -m gald.evaluate --checkpoint model.pt" in card
+    assert "python -m gald.train" in card and "python -m gald.evaluate --checkpoint runs/<name>/model.pt" in card
+    assert "license:" not in card  # the weights' terms are not ours to guess
     assert ("LD's masks are replaced" in card) == bool(record.get("ld_effect"))
     x = torch.rand(1, 3, 64, 128)
     with torch.no_grad():
         assert torch.equal(hub.from_pretrained(folder)(x)["out"], load_model(SHIPPED).eval()(x)["out"])
+
+
+def test_a_detector_card_numbers_classes_from_one(tmp_path):
+    model = get_model("faster_rcnn_tiny_fpn_gald", num_classes=3, **DETECTOR)
+    folder = hub.save_pretrained(model, tmp_path / "det", classes=["pole", "car"], license="mit")
+    card = (folder / "README.md").read_text()
+    assert "| 1 | pole |" in card and "| 2 | car |" in card  # label 0 is the background
+    assert "license: mit" in card and "RGB tensors in [0, 1]" in card and "gald.evaluate" not in card
 
 
 def test_push_to_hub_uploads_the_pretrained_folder(tmp_path, monkeypatch):

@@ -55,3 +55,32 @@ def test_a_new_run_starts_a_new_csv(tmp_path):
     with RunTracker(tmp_path, total=2, tensorboard=False) as tracker:
         tracker.train(1, {"loss": 2.0}, lr=0.1)
     assert [(r["step"], r["tag"]) for r in read_metrics_csv(tmp_path / "metrics.csv")][:1] == [(1, "train/loss")]
+
+
+def test_a_run_that_starts_again_from_zero_replaces_the_earlier_attempt(tmp_path):
+    """A restart before the first checkpoint (or a rerun of a run that never saved one) starts at 0."""
+    with RunTracker(tmp_path, total=3) as tracker:
+        for step in (1, 2, 3):
+            tracker.train(step, {"loss": float(step)}, lr=0.1)
+    with RunTracker(tmp_path, total=3) as tracker:
+        for step in (1, 2):
+            tracker.train(step, {"loss": 10.0 * step}, lr=0.1)
+    expected = [(1, 10.0), (2, 20.0)]
+    assert [(r["step"], r["value"]) for r in read_metrics_csv(tmp_path / "metrics.csv") if r["tag"] == "train/loss"] == expected
+    assert _tensorboard_scalars(tmp_path)["train/loss"] == expected
+
+
+def test_resumed_at_the_end_the_final_evaluation_is_reported_once(tmp_path):
+    with RunTracker(tmp_path, total=2, tensorboard=False) as tracker:
+        tracker.train(2, {"loss": 1.0}, lr=0.1)
+        tracker.validation(2, {"mIoU": 40.0})
+    with RunTracker(tmp_path, total=2, start=2, tensorboard=False) as tracker:
+        tracker.validation(2, {"mIoU": 41.0})
+    rows = read_metrics_csv(tmp_path / "metrics.csv")
+    assert [(r["tag"], r["value"]) for r in rows if r["tag"] in ("train/loss", "val/mIoU")] == [
+        ("train/loss", 1.0), ("val/mIoU", 41.0)]
+
+
+def test_a_row_cut_short_by_a_kill_is_skipped(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,tag,value,wall_time\n1,train/loss,2.0,5.0\n2,train/lo")
+    assert read_metrics_csv(tmp_path / "metrics.csv") == [{"step": 1, "tag": "train/loss", "value": 2.0, "wall_time": 5.0}]

@@ -249,7 +249,7 @@ loss = torch.nn.functional.cross_entropy(model(images)["out"], targets)
 loss.backward()
 if rank == 0:
     torch.save({n: p.grad for n, p in model.module.named_parameters() if p.grad is not None}, sys.argv[2])
-del model  # DDP's reducer goes before its process group (an abort at exit was seen otherwise)
+del model  # dist.cleanup collects the DDP wrapper before the group goes (an abort at exit was seen)
 dist.cleanup()
 """
 

@@ -218,7 +218,7 @@ if rank == 0:
     torch.save({"grads": {n: p.grad for n, p in net.named_parameters() if p.grad is not None},
                 "weights": {n: p.detach() for n, p in net.named_parameters()},
                 "images": [int(t["image_id"]) for t in targets]}, sys.argv[1])
-del model  # DDP's reducer goes before its process group (an abort at exit was seen otherwise)
+del model  # dist.cleanup collects the DDP wrapper before the group goes (an abort at exit was seen)
 dist.cleanup()
 """
 

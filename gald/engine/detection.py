@@ -215,7 +215,7 @@ def _fit(cfg: DetectionConfig, cleanup: contextlib.ExitStack) -> dict:
             save_run_state(net, optimizer, scheduler, scaler, done, cfg, history, last_path, distributed=distributed)
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     rank = dist.rank()  # read before the group is gone (then every process would say rank 0)
-    model = net  # DDP's reducer goes before its process group (an abort at exit was seen otherwise)
+    model = net  # drop the DDP wrapper: cleanup collects it before the group goes (an abort at exit was seen)
     dist.cleanup()  # the processes are done with each other; rank 0 evaluates and writes alone
     if end < total:
         log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, total)

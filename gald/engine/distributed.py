@@ -4,6 +4,7 @@ with several. BatchNorm becomes SyncBatchNorm only on CUDA with world size > 1."
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 import time
@@ -114,6 +115,7 @@ def cleanup(wait: float = 30.0) -> None:
     if dist.is_initialized():
         dist.barrier()
         world = dist.get_world_size()
+        gc.collect()  # a dropped DDP wrapper (reference cycles) and its reducer go before their group
         dist.destroy_process_group()
         store, _STORE = _STORE, None
         if store is None:

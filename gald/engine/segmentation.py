@@ -315,7 +315,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     train_seconds = time.perf_counter() - t0
     if end < cfg.iterations:
         log.info("stopped at step %d of %d (stop_at); resume with --resume auto", end, cfg.iterations)
-        model = net  # DDP's reducer goes before its process group (an abort at exit was seen otherwise)
+        model = net  # drop the DDP wrapper: cleanup collects it before the group goes (an abort at exit was seen)
         dist.cleanup()
         return {"stopped_at": end}
 
@@ -364,7 +364,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             ckpt.save_checkpoint(model_state, os.path.join(run_dir, "model.pt"))
         log.info("wrote %s (model.pt, last.pt, metrics.json, metrics.csv, curves.png, TensorBoard events) in %.1f s of "
                  "training", run_dir, train_seconds)
-    model = net  # DDP's reducer goes before its process group
+    model = net  # drop the DDP wrapper: cleanup collects it before the group goes
     dist.cleanup()
     return summary
 

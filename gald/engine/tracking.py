@@ -62,17 +62,25 @@ class RunTracker:
         self.images_per_step = int(images_per_step)
         self.log = log or logging.getLogger(__name__)
         path = os.path.join(run_dir, CSV_NAME)
-        kept = [row for row in read_metrics_csv(path) if row["step"] <= start] if start and os.path.isfile(path) else []
-        self._file = open(path, "w", newline="")  # a new run starts the file; a resumed one keeps its past
+        kept = []
+        if start and os.path.isfile(path):  # a resumed run keeps what came before its checkpoint
+            # the end-of-run evaluation follows the last checkpoint: resumed there, it runs again
+            kept = [r for r in read_metrics_csv(path)
+                    if r["step"] < start or (r["step"] == start and (start < total or r["tag"].startswith("train/")))]
+        tmp = os.path.join(run_dir, f".tmp-{os.getpid()}-{CSV_NAME}")
+        with open(tmp, "w", newline="") as f:  # rewritten whole, then renamed: a kill leaves the old file
+            writer = csv.writer(f)
+            writer.writerow(CSV_FIELDS)
+            writer.writerows([r["step"], r["tag"], repr(r["value"]), f"{r['wall_time']:.3f}"] for r in kept)
+        os.replace(tmp, path)
+        self._file = open(path, "a", newline="")
         self._csv = csv.writer(self._file)
-        self._csv.writerow(CSV_FIELDS)
-        self._csv.writerows([r["step"], r["tag"], r["value"], r["wall_time"]] for r in kept)
-        self._file.flush()
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported when a run starts, not with gald
 
-            self._tb = SummaryWriter(os.fspath(run_dir), purge_step=start + 1 if start else None)
+            # events of an earlier attempt after ``start`` are dropped (all of them for a start at 0)
+            self._tb = SummaryWriter(os.fspath(run_dir), purge_step=start + 1)
         self._clock = (time.perf_counter(), int(start))
 
     def scalars(self, step: int, values: Mapping[str, float], prefix: str) -> None:
@@ -128,7 +136,16 @@ def save_curves(history: Mapping, path: str | os.PathLike) -> None:
 
 
 def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
-    """The rows of a run's ``metrics.csv``: ``{"step": int, "tag": str, "value": float, "wall_time": float}``."""
+    """The rows of a run's ``metrics.csv``: ``{"step": int, "tag": str, "value": float, "wall_time": float}``.
+
+    A row cut short (a kill during a write) is skipped.
+    """
+    rows = []
     with open(path, newline="") as f:
-        return [{"step": int(r["step"]), "tag": r["tag"], "value": float(r["value"]), "wall_time": float(r["wall_time"])}
-                for r in csv.DictReader(f)]
+        for r in csv.DictReader(f):
+            try:
+                rows.append({"step": int(r["step"]), "tag": r["tag"], "value": float(r["value"]),
+                             "wall_time": float(r["wall_time"])})
+            except (TypeError, ValueError):
+                continue
+    return rows

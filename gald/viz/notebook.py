@@ -65,6 +65,8 @@ def setup_notebook(name: str | None = None, *, seed: int = 0, threads: int = 1, 
         pass
     if name is None:
         return None
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
+        raise ValueError(f"setup_notebook: name must be a plain folder name, got {name!r}")
     work = Path(root) / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
