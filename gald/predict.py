@@ -10,10 +10,12 @@ Inputs are files, folders (searched recursively) or glob patterns. For each imag
 * with ``--ld-masks``: ``{name}_ld_mean.png`` and ``{name}_ld_max.png`` — the LD mask ``M`` averaged
   and max-reduced over channels (Sec. 3.2, Fig. 4), from one whole-image pass.
 
-Files found inside a folder keep their relative path. Images larger than the training crop are
-segmented with sliding windows (``--mode auto``, the default); ``--scales`` and ``--flip`` add the
-multi-scale + flip protocol. An unreadable image is reported by name and skipped; the exit code is 1
-if any image failed. Without ``--checkpoint`` the model shipped with the package (trained on the
+Files found inside a folder keep their relative path. By default every image is segmented with
+the test protocol the checkpoint records (the app uses the same): the whole image for models of the
+embedded benchmark, windows of the training crop blended with Gaussian weights for real datasets
+and the authors' weights; ``--mode``, ``--crop-size``, ``--stride`` and ``--blend`` override it,
+``--scales`` and ``--flip`` add the multi-scale + flip protocol. An unreadable image is reported by
+name and skipped; the exit code is 1 if any image failed. Without ``--checkpoint`` the model shipped with the package (trained on the
 embedded synthetic benchmark) is used.
 
 Examples::
@@ -37,9 +39,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from gald.config import bounded
-from gald.data.images import MAX_PIXELS, ImageError, read_image
+from gald.data.images import MAX_PIXELS, WHOLE_MAX_PIXELS, ImageError, image_size, read_image
 from gald.deploy.submission import train_ids_to_label_ids, write_label_png
-from gald.engine.inference import add_protocol_arguments, protocol_from_args
+from gald.engine.inference import add_protocol_arguments, checkpoint_protocol, protocol_from_args
 from gald.engine.predictor import Predictor, default_checkpoint
 from gald.engine.runtime import resolve_device
 from gald.errors import ConfigError, HelpFormatter, MissingFileError, add_debug_argument, command_errors
@@ -50,6 +52,9 @@ from gald.viz.overlays import ld_mask_image, overlay
 log = logging.getLogger("gald.predict")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# peak memory of a whole-image pass per pixel, measured for the shipped model (5.60 GiB on 40 MP,
+# benchmarks/results/predict_memory.json): the estimate in the refusal; larger models need more
+_WHOLE_BYTES_PER_PIXEL = 5.60 * 2**30 / 40_000_000
 
 __all__ = ["Predictor", "find_images", "read_rgb", "main"]
 
@@ -121,11 +126,14 @@ def predict_files(
     progress: bool = True,
     force: bool = False,
     max_pixels: int | None = MAX_PIXELS,
+    max_whole_pixels: int | None = WHOLE_MAX_PIXELS,
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every file and write its outputs; returns ``(written files, [(failed input, reason)])``.
 
     An output that exists is refused unless ``force``; one that is an input, always
     (:func:`gald.files.check_output`). Unreadable or too large images are skipped and reported.
+    Under a whole-image protocol, an image of more than ``max_whole_pixels`` (read from the
+    headers, before anything runs) is refused: one pass over it needs memory in proportion.
     """
     if label_ids and predictor.train_to_label is None:
         raise ConfigError("--label-ids needs a checkpoint whose dataset has label ids (Cityscapes, Mapillary, synthetic)")
@@ -137,6 +145,17 @@ def predict_files(
     inputs = {f.resolve() for f, _ in files}
     suffixes = ["_overlay.png", "_label.png"] + (["_labelIds.png"] if label_ids else []) + (
         ["_ld_mean.png", "_ld_max.png"] if ld_masks else [])
+    if predictor.protocol.mode == "whole" and max_whole_pixels is not None:
+        for file, _ in files:
+            size = image_size(file)
+            pixels = 0 if size is None else size[0] * size[1]
+            if max_whole_pixels < pixels <= (max_pixels or pixels):  # larger ones are skipped anyway
+                gib = size[0] * size[1] * _WHOLE_BYTES_PER_PIXEL / 2**30
+                raise ConfigError(
+                    f"{file}: {size[0]}×{size[1]} is more than --max-whole-pixels ({max_whole_pixels:,}) for a "
+                    f"whole-image pass, which would need about {gib:.1f} GiB (the shipped model's rate); use "
+                    "--mode auto (windows), or raise --max-whole-pixels"
+                )
     for _, name in files:  # every output checked before the first is written
         base = out / name
         for suffix in suffixes:
@@ -192,9 +211,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
     parser.add_argument("--max-pixels", type=bounded(int, 1), default=MAX_PIXELS,
                         help="skip images with more pixels (read from the header, before decoding)")
+    parser.add_argument("--max-whole-pixels", type=bounded(int, 1), default=WHOLE_MAX_PIXELS,
+                        help="refuse a whole-image pass (--mode whole, or the checkpoint's protocol) over more pixels")
     add_debug_argument(parser)
-    add_protocol_arguments(parser)
-    parser.set_defaults(mode="auto")
+    add_protocol_arguments(parser, from_checkpoint=True)
     return parser
 
 
@@ -212,8 +232,8 @@ def _main(args: argparse.Namespace) -> int:
     require_task(ckpt, "segmentation", what=checkpoint)
     train_crop = ckpt.get("config", {}).get("train", {}).get("crop_size") or [769, 769]
     predictor = Predictor.from_checkpoint(
-        checkpoint, protocol=protocol_from_args(args, train_crop), normalization=args.normalization, device=device,
-        ckpt=ckpt, nnpack=args.nnpack,
+        checkpoint, protocol=protocol_from_args(args, train_crop, default=checkpoint_protocol(ckpt)),
+        normalization=args.normalization, device=device, ckpt=ckpt, nnpack=args.nnpack,
     )
     files = find_images(args.inputs)
     log.info("%d images, checkpoint %s (%d classes, %s normalisation), %s", len(files), checkpoint,
@@ -221,6 +241,7 @@ def _main(args: argparse.Namespace) -> int:
     written, failed = predict_files(
         predictor, files, args.out, alpha=args.alpha, label_ids=args.label_ids, ld_masks=args.ld_masks,
         progress=not args.no_progress, force=args.force, max_pixels=args.max_pixels,
+        max_whole_pixels=args.max_whole_pixels,
     )  # fmt: skip
     log.info("wrote %d files to %s", len(written), args.out)
     if failed:

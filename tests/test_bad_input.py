@@ -266,6 +266,10 @@ CASES += [
     ("predict-stride-over-crop", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--mode",
                                                 "slide", "--crop-size", "10", "10", "--stride", "30", "30"],
      r"stride \(30, 30\) is larger than crop_size \(10, 10\)"),
+    ("predict-whole-over-its-limit", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"),
+                                                    "--max-whole-pixels", "1000"],
+     r"a\.png: 40×70 is more than --max-whole-pixels \(1,000\) for a whole-image pass, which would need about "
+     r"0\.0 GiB .*use --mode auto"),
     ("predict-tile-batch-0", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--tile-batch",
                                             "0"], r"argument --tile-batch: must be at least 1, got 0"),
     ("predict-scales-negative", predict.main, [W("images"), "--checkpoint", W("seg.pt"), "--out", W("p"), "--scales",
@@ -575,3 +579,19 @@ def test_the_app_says_transparency_only_for_images_that_have_some():
     see_through = opaque.copy()
     see_through[0, 0, 3] = 0
     assert any("transparen" in n for n in prepare_image(see_through)[1])
+
+
+def test_the_dataset_loaders_check_pixels_from_the_header(world, tmp_path):
+    """Training data too: a header claiming 8000 × 8000 (64 MP, under Pillow's own bomb limit) is named,
+    never decoded."""
+    from gald.data.cityscapes import CorruptImageError, _open_image
+    from gald.data.detection import DETECTION_CLASSES, export_voc_layout
+    from gald.data.voc import VOCDetection
+
+    with pytest.raises(CorruptImageError, match=r"wide\.png: 8000×8000 pixels is more than 40,000,000"):
+        _open_image(world / "bomb" / "wide.png", "RGB")  # Cityscapes, Mapillary and folder datasets
+    devkit = export_voc_layout(tmp_path, num_trainval=1, num_test=1, size=(64, 64))
+    next((devkit / "VOC2007" / "JPEGImages").glob("synth_train_*.jpg")).write_bytes(_png_header(8000, 8000))
+    voc = VOCDetection(devkit, image_sets=[("2007", "trainval")], classes=DETECTION_CLASSES)
+    with pytest.raises(OSError, match=r"synth_train_000000\.jpg: 8000×8000 pixels is more than 40,000,000"):
+        voc[0]

@@ -92,7 +92,7 @@ def test_slide_multiscale_flip_runs_and_is_recorded(cityscapes_ckpt, tmp_path, c
                     "--flip", "--tile-batch", "3", "--out", str(out)])  # fmt: skip
     saved = json.loads(out.read_text())
     assert saved["protocol"] == {"mode": "slide", "crop_size": [33, 45], "stride": None, "scales": [0.75, 1.25],
-                                 "flip": True, "tile_batch": 3, "average": "logits"}  # fmt: skip
+                                 "flip": True, "tile_batch": 3, "average": "logits", "blend": "mean"}  # fmt: skip
     assert set(saved) >= {"out", "images", "normalization"} and "logits_fcn" not in saved  # stages: whole image only
     assert 0 <= res["out"]["mIoU"] <= 100
     assert "| Method | road | swalk | build |" in caplog.text  # the Table 4-style row

@@ -102,3 +102,55 @@ def test_stage_outputs_come_through_inspect_at_full_resolution():
 def test_bad_protocols_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TestProtocol(**kwargs)
+
+
+class TilePosition(nn.Module):
+    """Outputs, at each pixel of its input, that pixel's row and column inside the input (its tile):
+    a network whose output depends on where a pixel sits in its window, so the blending weights show."""
+
+    align_corners = False
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        rows = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1).expand(n, 1, h, w)
+        cols = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w).expand(n, 1, h, w)
+        return {"out": torch.cat([rows, cols], 1)}
+
+
+@pytest.mark.parametrize("blend", ["mean", "gaussian"])
+def test_overlapping_windows_are_blended_with_the_stated_weights(blend):
+    import numpy as np
+
+    crop, stride, size = (8, 10), (5, 6), (17, 23)
+    got = infer(TilePosition(), torch.zeros(1, 3, *size), TestProtocol(mode="slide", crop_size=crop, stride=stride,
+                                                                       blend=blend))["out"][0].numpy()
+    # independently: a weighted sum over windows of each pixel's position inside the window
+    def weight(length: int) -> np.ndarray:
+        d = np.arange(length) - (length - 1) / 2
+        return np.ones(length) if blend == "mean" else np.exp(-(d**2) / (2 * (length / 8) ** 2))
+
+    total, weights = np.zeros((2, *size)), np.zeros(size)
+    for y1, y2, x1, x2 in sliding_windows(size, crop, stride):
+        w = np.outer(weight(crop[0]), weight(crop[1]))[: y2 - y1, : x2 - x1]
+        rows, cols = np.meshgrid(np.arange(y2 - y1), np.arange(x2 - x1), indexing="ij")
+        total[0, y1:y2, x1:x2] += w * rows
+        total[1, y1:y2, x1:x2] += w * cols
+        weights[y1:y2, x1:x2] += w
+    np.testing.assert_allclose(got, total / weights, rtol=1e-5, atol=1e-5)
+    if blend == "gaussian":  # the weights matter: a uniform mean gives other values here
+        mean = infer(TilePosition(), torch.zeros(1, 3, *size), TestProtocol(mode="slide", crop_size=crop,
+                                                                            stride=stride))["out"][0].numpy()
+        assert np.abs(mean - got).max() > 0.5
+
+
+def test_a_checkpoint_states_its_test_protocol():
+    from gald.engine.inference import checkpoint_protocol
+
+    synthetic = {"config": {"train": {"dataset": "synthetic", "crop_size": [128, 256]}}}
+    assert checkpoint_protocol(synthetic) == TestProtocol(mode="whole")
+    city = checkpoint_protocol({"config": {"train": {"dataset": "cityscapes", "crop_size": [769, 769]}}})
+    assert (city.mode, city.crop_size, city.window_stride, city.blend) == ("slide", (769, 769), (513, 513), "gaussian")
+    official = checkpoint_protocol({"source": {"repository": "lxtGH/GALD-Net"}, "config": {"model": {}}})
+    assert official.crop_size == (769, 769) and official.mode == "slide"
+    recorded = {"test_protocol": {"mode": "slide", "crop_size": (65, 97), "blend": "mean"}, **synthetic}
+    assert checkpoint_protocol(recorded) == TestProtocol(mode="slide", crop_size=(65, 97))

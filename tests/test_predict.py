@@ -126,3 +126,34 @@ def test_label_ids_need_a_dataset_with_label_ids(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and "--label-ids needs" in err[0]
     assert not (tmp_path / "o").exists()  # checked before any file is written
+
+
+@pytest.fixture(scope="module")
+def city_ckpt(tmp_path_factory):
+    """A model trained (here: saved) on a real dataset: its test protocol slides windows of its crop."""
+    torch.manual_seed(0)
+    model = gald_tiny(num_classes=9, widths=(8, 8, 16, 16), head_channels=16, aux_channels=8)
+    train = TrainConfig(dataset="cityscapes", data_root="unused", crop_size=[33, 49]).to_dict()
+    path = tmp_path_factory.mktemp("city") / "model.pt"
+    save_checkpoint({"model": model.state_dict(), "config": {"model": model.config, "train": train},
+                     "classes": list(CLASSES), "palette": [list(c) for c in PALETTE]}, path)  # fmt: skip
+    return path
+
+
+def test_predict_and_the_app_use_the_checkpoints_test_protocol(city_ckpt, tmp_path):
+    from gald.viz.views import analyze
+
+    image = make_scene(seed=0, index=2, split="val", size=(70, 101)).image
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    predictor = Predictor.from_checkpoint(city_ckpt)
+    assert (predictor.protocol.mode, predictor.protocol.crop_size, predictor.protocol.blend) == ("slide", (33, 49),
+                                                                                                "gaussian")
+    expected = predictor.predict(image)
+    assert main([str(tmp_path / "photo.png"), "--checkpoint", str(city_ckpt), "--out", str(tmp_path / "cli"),
+                 "--no-progress"]) == 0
+    assert (np.asarray(Image.open(tmp_path / "cli" / "photo_label.png")) == expected).all()
+    assert (analyze(predictor, image)["pred"] == expected).all()  # the app's prediction is predict's
+    assert main([str(tmp_path / "photo.png"), "--checkpoint", str(city_ckpt), "--out", str(tmp_path / "whole"),
+                 "--no-progress", "--mode", "whole"]) == 0
+    whole = np.asarray(Image.open(tmp_path / "whole" / "photo_label.png"))
+    assert not (whole == expected).all()  # the flag overrides the checkpoint's protocol

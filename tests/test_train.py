@@ -47,6 +47,8 @@ def test_default_run_writes_everything(tmp_path):
         (4, metrics["history"]["val"][0]["mIoU"]), (6, pytest.approx(metrics["final"]["mIoU"]))]
     assert {r["tag"] for r in rows} >= {"stage/fcn/mIoU", "stage/ga/mIoU", "train/lr", "train/images_per_s"}
     assert list(run.glob("events.out.tfevents.*"))
+    # the test protocol predict and the app run: the whole image, for the generated benchmark
+    assert load_checkpoint(run / "model.pt")["test_protocol"]["mode"] == "whole"
     assert set(metrics["stages"]) == {"logits_fcn", "logits_ga"}
     for key in ("mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU", "instance_recall_by_area"):
         assert key in metrics["final"], key

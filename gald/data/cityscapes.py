@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from gald.config import check_choice
+from gald.data.images import check_pixels
 from gald.errors import InputFileError, MissingFileError
 
 from .transforms import ToTensorNormalize
@@ -87,14 +88,16 @@ def _not_found_hint() -> str:
 
 
 def _open_image(path: Path, mode: str | None) -> Image.Image:
-    """Open and fully decode ``path``; undecodable files raise :class:`CorruptImageError`."""
+    """Open and fully decode ``path``; undecodable files, and files of more than
+    :data:`~gald.data.images.MAX_PIXELS` pixels (read from the header), raise :class:`CorruptImageError`."""
     try:
         with Image.open(path) as img:
+            check_pixels(img, path)
             img.load()
             return img.convert(mode) if mode is not None and img.mode != mode else img.copy()
     except FileNotFoundError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL's errors for broken files
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:  # PIL's, and ours
         raise CorruptImageError(f"corrupt or unreadable image {path}: {exc}", path) from exc
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gald.data.images import check_pixels
 from gald.errors import MissingFileError
 
 from .detection import DetectionTransform
@@ -142,8 +143,9 @@ class COCODetection(torch.utils.data.Dataset):
         path = self.root / self.split / self.coco.imgs[self.ids[i]]["file_name"]
         try:
             with Image.open(path) as im:
+                check_pixels(im, path)  # from the header, before decoding
                 image = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise OSError(f"cannot read COCO image {path}: {err}") from None
         return self.transform(image, self.target(i))
 

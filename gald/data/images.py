@@ -14,11 +14,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gald.errors import GaldError
 
-__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "ImageError", "read_image", "to_rgb_uint8"]
+__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "WHOLE_MAX_PIXELS", "ImageError", "check_pixels", "image_size", "read_image",
+           "to_rgb_uint8"]
 
 #: The default pixel limit of user images (predict, predict_detection, the app), checked from the
 #: header before decoding: decompression bombs are refused and memory stays bounded.
 MAX_PIXELS = 40_000_000
+#: pixels one whole-image pass may take (``--mode whole``): its memory grows with the pixels (the
+#: shipped model peaked at 5.6 GiB on 40 MP, benchmarks/results/predict_memory.json); windows do not
+WHOLE_MAX_PIXELS = 16_000_000
 
 #: Formats decoded by default (what cameras and datasets use; nothing exotic).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
@@ -86,6 +90,30 @@ def to_rgb_uint8(image: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
             a = np.rint(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
             notes.append("transparency removed: the image was composited over white")
     return np.ascontiguousarray(a), notes
+
+
+def check_pixels(image: Image.Image, name: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> None:
+    """Refuse an opened (not yet decoded) image of more than ``max_pixels``: the dataset loaders'
+    check, from the header, before the pixels are decoded.
+
+    Raises:
+        ImageError: naming the file and its size.
+    """
+    w, h = image.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(f"{os.fspath(name)}: {h}×{w} pixels is more than {max_pixels:,}; downscale it first")
+
+
+def image_size(path: str | os.PathLike, formats: Sequence[str] = IMAGE_FORMATS) -> tuple[int, int] | None:
+    """``(height, width)`` from an image file's header (nothing decoded), or ``None`` if unreadable."""
+    try:
+        with Image.open(path, formats=list(formats)) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                h, w = w, h  # EXIF-rotated by a quarter turn when decoded
+            return h, w
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def read_image(

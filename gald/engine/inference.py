@@ -37,12 +37,16 @@ from gald.config import NORMALIZATIONS, bounded, check_choice
 from gald.errors import ConfigError
 
 __all__ = [
-    "TestProtocol", "infer", "sliding_windows", "NORMALIZATIONS", "checkpoint_normalization", "add_protocol_arguments",
-    "protocol_from_args",
+    "TestProtocol", "infer", "sliding_windows", "window_weights", "BLENDS", "NORMALIZATIONS", "checkpoint_normalization",
+    "checkpoint_protocol", "training_protocol", "add_protocol_arguments", "protocol_from_args",
 ]
 
 
 _MODES = ("whole", "slide", "auto")
+#: how overlapping windows are combined: "mean" — every window alike (the authors' eval.py,
+#: mmsegmentation); "gaussian" — each window weighted by a Gaussian of the distance to its centre
+#: (sigma = 1/8 of the window, as nnU-Net), so no seam shows where a window ends
+BLENDS = ("mean", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class TestProtocol:
         flip: also evaluate the horizontally flipped image and average.
         tile_batch: windows per forward call.
         average: ``"logits"`` (the authors' ``eval.py``) or ``"probs"`` (softmax first, as mmseg).
+        blend: how overlapping windows are combined, one of :data:`BLENDS`.
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -69,9 +74,11 @@ class TestProtocol:
     flip: bool = False
     tile_batch: int = 4
     average: str = "logits"
+    blend: str = "mean"
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, _MODES)
+        check_choice("blend", self.blend, BLENDS)
         if self.mode != "whole" and self.crop_size is None:
             raise ValueError(f"mode {self.mode!r} needs crop_size")
         check_choice("average", self.average, ("logits", "probs"))
@@ -141,9 +148,10 @@ def _slide(model: nn.Module, x: torch.Tensor, protocol: TestProtocol, keys: Sequ
     windows = sliding_windows((h, w), (ch, cw), protocol.window_stride)
     tiles = [(i, win) for i in range(n) for win in windows]
     sums: dict[str, torch.Tensor] = {}
+    weight = window_weights((ch, cw), protocol.blend).to(x.device)
     count = x.new_zeros(1, 1, h, w)
     for y1, y2, x1, x2 in windows:
-        count[..., y1:y2, x1:x2] += 1
+        count[..., y1:y2, x1:x2] += weight[: y2 - y1, : x2 - x1]
     for start in range(0, len(tiles), protocol.tile_batch):
         chunk = tiles[start : start + protocol.tile_batch]
         # zero padding = the mean colour after normalisation; only for images smaller than the crop
@@ -156,8 +164,29 @@ def _slide(model: nn.Module, x: torch.Tensor, protocol: TestProtocol, keys: Sequ
             if key not in sums:
                 sums[key] = x.new_zeros(n, y.shape[1], h, w, dtype=torch.float32)
             for j, (i, (y1, y2, x1, x2)) in enumerate(chunk):
-                sums[key][i, :, y1:y2, x1:x2] += y[j, :, : y2 - y1, : x2 - x1]
+                if protocol.blend == "mean":
+                    sums[key][i, :, y1:y2, x1:x2] += y[j, :, : y2 - y1, : x2 - x1]
+                else:
+                    sums[key][i, :, y1:y2, x1:x2] += y[j, :, : y2 - y1, : x2 - x1] * weight[: y2 - y1, : x2 - x1]
     return {key: s.div_(count) for key, s in sums.items()}  # in place: sums can be gigabytes
+
+
+def window_weights(crop: tuple[int, int], blend: str = "mean") -> torch.Tensor:
+    """The weight of each pixel of a window when overlapping windows are combined (:data:`BLENDS`).
+
+    ``"gaussian"``: ``exp(-d² / 2σ²)`` per axis with ``σ = crop / 8``, normalised to 1 at the centre.
+
+    Shape:
+        -> crop (float32)
+    """
+    check_choice("blend", blend, BLENDS)
+    if blend == "mean":
+        return torch.ones(crop)
+    axes = []
+    for size in crop:
+        d = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+        axes.append(torch.exp(-(d**2) / (2 * (size / 8) ** 2)))
+    return torch.outer(*axes).float()
 
 
 def _single_scale(model: nn.Module, x: torch.Tensor, protocol: TestProtocol, keys: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -208,11 +237,19 @@ def infer(model: nn.Module, images: torch.Tensor, protocol: TestProtocol | None 
     return {key: t.div_(views) if views > 1 else t for key, t in totals.items()}  # a sum of views: ours to change
 
 
-def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of :class:`TestProtocol` (``python -m gald.evaluate`` and ``python -m gald.predict``)."""
+def add_protocol_arguments(parser: argparse.ArgumentParser, *, from_checkpoint: bool = False) -> None:
+    """Flags of :class:`TestProtocol` (``python -m gald.evaluate`` and ``python -m gald.predict``).
+
+    With ``from_checkpoint``, ``--mode``, ``--crop-size``, ``--stride`` and ``--blend`` default to
+    the checkpoint's protocol (:func:`checkpoint_protocol`; pass them to override it).
+    """
     g = parser.add_argument_group("test protocol")
-    g.add_argument("--mode", default="whole", choices=["whole", "slide", "auto"],
-                   help="whole image, sliding windows, or windows only where the image exceeds the crop")
+    g.add_argument("--mode", default=None if from_checkpoint else "whole", choices=list(_MODES),
+                   help="whole image, sliding windows, or windows only where the image exceeds the crop"
+                        + (" (default: the checkpoint's test protocol)" if from_checkpoint else ""))
+    g.add_argument("--blend", default=None if from_checkpoint else "mean", choices=list(BLENDS),
+                   help="how overlapping windows are combined: mean (the authors') or gaussian (no seams)"
+                        + (" (default: the checkpoint's test protocol)" if from_checkpoint else ""))
     g.add_argument("--crop-size", type=bounded(int, 1), nargs=2, metavar=("H", "W"), default=None,
                    help="window size (default: the checkpoint's training crop)")
     g.add_argument("--stride", type=bounded(int, 1), nargs=2, metavar=("H", "W"), default=None,
@@ -225,13 +262,41 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
                    help="input normalisation (default: the checkpoint's; converted official weights use bgr_mean)")
 
 
-def protocol_from_args(args: argparse.Namespace, train_crop: list[int] | None) -> TestProtocol:
-    crop = args.crop_size or (list(train_crop) if args.mode != "whole" and train_crop else None)
+def protocol_from_args(args: argparse.Namespace, train_crop: list[int] | None,
+                       default: TestProtocol | None = None) -> TestProtocol:
+    """The protocol the flags ask for. Window flags not given take ``default``'s values (the
+    checkpoint's protocol, for predict) unless ``--mode`` is given; a crop comes from the training crop."""
+    base = default or TestProtocol()
+    mode = args.mode if args.mode is not None else base.mode
+    inherit = args.mode is None  # the default's windows go with the default's mode
+    crop = args.crop_size or (base.crop_size if inherit else None) or (
+        list(train_crop) if mode != "whole" and train_crop else None)
+    stride = args.stride or (base.stride if inherit else None)
     return TestProtocol(
-        mode=args.mode, crop_size=None if crop is None else tuple(crop),
-        stride=None if args.stride is None else tuple(args.stride), scales=tuple(args.scales),
-        flip=args.flip, tile_batch=args.tile_batch, average=args.average,
+        mode=mode, crop_size=None if crop is None else tuple(crop), stride=None if stride is None else tuple(stride),
+        scales=tuple(args.scales), flip=args.flip, tile_batch=args.tile_batch, average=args.average,
+        blend=getattr(args, "blend", None) or base.blend,
     )  # fmt: skip
+
+
+def training_protocol(dataset: str | None, crop_size: Sequence[int] | None) -> TestProtocol:
+    """The test protocol a model trained on ``dataset`` with ``crop_size`` crops is meant for: the
+    whole image for the generated benchmark (its scenes are the training size); for real datasets and
+    the authors' weights (``dataset=None``), windows of the training crop (769 × 769 by default) with
+    the paper's one-third overlap, blended with Gaussian weights so no seam shows."""
+    if str(dataset or "").startswith("synthetic"):
+        return TestProtocol(mode="whole")
+    return TestProtocol(mode="slide", crop_size=tuple(crop_size or (769, 769)), blend="gaussian")
+
+
+def checkpoint_protocol(ckpt: dict) -> TestProtocol:
+    """The test protocol a checkpoint records (``test_protocol``, written by training since 0.2.2),
+    else :func:`training_protocol` of its recorded training data and crop."""
+    recorded = ckpt.get("test_protocol")
+    if isinstance(recorded, dict):
+        return TestProtocol(**recorded)
+    train = ckpt.get("config", {}).get("train") or {}
+    return training_protocol(train.get("dataset"), train.get("crop_size"))
 
 
 def checkpoint_normalization(ckpt: dict, override: str | None = None) -> str:

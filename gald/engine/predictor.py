@@ -31,7 +31,13 @@ from gald.data.transforms import ToTensorNormalize
 from gald.deploy.nnpack import convert_to_nnpack
 from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
-from gald.engine.inference import TestProtocol, checkpoint_normalization, infer
+from gald.engine.inference import (
+    TestProtocol,
+    checkpoint_normalization,
+    checkpoint_protocol,
+    infer,
+    training_protocol,
+)
 from gald.errors import CheckpointError, MissingFileError
 from gald.models import gald_tiny, model_from_checkpoint, read_checkpoint, require_task
 from gald.models.state_dict import read_weights_file
@@ -75,7 +81,7 @@ class Predictor:
         normalization: ``"imagenet"`` or ``"bgr_mean"`` (the authors' preprocessing).
         ld_effect: the measured LD effect (:func:`gald.metrics.ld_effect.ld_effect_summary`), from
             the checkpoint or its model card (``<checkpoint>.json``); empty when never measured.
-        protocol: the test protocol of :meth:`predict`.
+        protocol: the test protocol of :meth:`predict` (from a checkpoint: the one it records).
         device: where the model runs.
         train_to_label: train id → dataset label id (test-server label ids), if the dataset has them.
     """
@@ -107,7 +113,7 @@ class Predictor:
         """Load a ``gald`` checkpoint ``path`` (or use ``ckpt``, its content when already read).
 
         Args:
-            protocol: the test protocol (default: whole image, one scale).
+            protocol: the test protocol (default: the checkpoint's, :func:`checkpoint_protocol`).
             normalization: override the input normalisation the checkpoint records.
             device: torch device of the model.
             ckpt: the checkpoint's content, if the caller has read it already.
@@ -143,7 +149,7 @@ class Predictor:
             source=str(path), train_config=train_cfg, metrics=dict(ckpt.get("metrics") or {}),
             normalization=checkpoint_normalization(ckpt, normalization),
             ld_effect=dict(ckpt.get("ld_effect") or _card(Path(path)).get("ld_effect") or {}),
-            protocol=protocol or TestProtocol(), device=torch.device(device), train_to_label=train_to_label,
+            protocol=protocol or checkpoint_protocol(ckpt), device=torch.device(device), train_to_label=train_to_label,
         )  # fmt: skip
 
     @property
@@ -255,6 +261,7 @@ def load_predictor(
         classes = list(CITYSCAPES_CLASSES) if nc == 19 else [f"class_{i}" for i in range(nc)]
         palette = list(CITYSCAPES_PALETTE) if nc == 19 else default_palette(nc)
         return Predictor(model.to(device).eval(), classes, palette, "official", str(path), normalization="bgr_mean",
+                         protocol=training_protocol(None, None),  # the paper's 769 windows
                          device=torch.device(device), train_to_label=list(TRAIN_TO_LABEL) if nc == 19 else None)
     keys = sorted(raw)[:6] if isinstance(raw, dict) else type(raw).__name__
     raise ValueError(

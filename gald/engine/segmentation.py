@@ -12,6 +12,7 @@ as :mod:`gald.engine.detection`'s, and are reused by :mod:`gald.engine.evaluatio
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -23,13 +24,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gald.config import TrainConfig, model_config
 from gald.data.build import SegmentationData, build_segmentation_data
 from gald.deploy.nnpack import convert_to_nnpack
 from gald.engine import checkpoint as ckpt
 from gald.engine import distributed as dist
-from gald.engine.inference import TestProtocol, infer
+from gald.engine.inference import TestProtocol, infer, training_protocol
 from gald.engine.loop import (
     LossMeter,
     non_finite_stop,
@@ -281,6 +283,8 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         freeze_batchnorm(net)
     t0 = time.perf_counter()
     meter = LossMeter()
+    # log lines go through tqdm.write while a bar is drawn: the bar stays on its own line
+    cleanup.enter_context(logging_redirect_tqdm(loggers=[logging.getLogger("gald")]))
     # a redirected log gets an update every 30 s instead of ten a second
     bar = tqdm(range(start, end), desc="train", disable=not dist.is_main(), initial=start, total=cfg.iterations,
                mininterval=0.1 if sys.stderr.isatty() else 30)
@@ -352,6 +356,8 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
             "classes": data.class_names,
             "palette": data.palette,
             "metrics": {k: final[k] for k in ("mIoU", "pixel_acc", "boundary_mIoU") if k in final},
+            # what predict and the app run by default (gald.engine.inference.checkpoint_protocol)
+            "test_protocol": dataclasses.asdict(training_protocol(cfg.dataset, cfg.crop_size)),
             "format_version": 1,
         }
         ckpt.save_checkpoint(model_state, os.path.join(run_dir, "model.pt"))

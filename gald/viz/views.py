@@ -153,7 +153,10 @@ def analyze(predictor: Predictor, image: np.ndarray) -> dict[str, Any]:
                 return None
             return resize(logits, size, model.align_corners).argmax(1)[0].cpu().numpy().astype(np.int32)
 
-        pred = out["out"].argmax(1)[0].cpu().numpy().astype(np.int32)
+        if predictor.protocol.mode == "whole" and len(predictor.protocol.scales) == 1 and not predictor.protocol.flip:
+            pred = out["out"].argmax(1)[0].cpu().numpy().astype(np.int32)  # the pass above is that protocol
+        else:  # the checkpoint's windows, as python -m gald.predict runs them
+            pred = predictor.predict(image).astype(np.int32)
         stages = {"fcn": labels(out.get("logits_fcn")), "ga": labels(out.get("logits_ga")), "gald": pred}
         mask = out.get("M")
         mask = mask[0].float().cpu().numpy() if mask is not None else None
