@@ -127,7 +127,9 @@ def load_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
 
 
 def analyze(predictor: Predictor, image: np.ndarray) -> dict[str, Any]:
-    """Run the model once on an 8-bit RGB image and keep what every view needs.
+    """Run the model on an 8-bit RGB image and keep what every view needs: one whole-image pass
+    (stages, LD masks), and the prediction under the checkpoint's test protocol (that same pass when
+    it is the whole image; else :meth:`Predictor.predict`, as ``python -m gald.predict`` runs it).
 
     Returns:
         A plain dict (it lives in ``gr.State``): ``image`` (H, W, 3) uint8, ``pred`` (H, W) int32,
@@ -140,8 +142,7 @@ def analyze(predictor: Predictor, image: np.ndarray) -> dict[str, Any]:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ImageError(f"analyze needs an (H, W, 3) uint8 image (see prepare_image), got {image.shape} {image.dtype}")
-    norm = ToTensorNormalize(bgr_mean=predictor.bgr_mean)
-    x, _ = norm(image, np.zeros(image.shape[:2], np.uint8))
+    x = ToTensorNormalize(bgr_mean=predictor.bgr_mean).image(image)
     device = next(predictor.model.parameters()).device
     model = predictor.model.eval()
     with torch.inference_mode():
