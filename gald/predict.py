@@ -8,7 +8,12 @@ Inputs are files, folders (searched recursively) or glob patterns. For each imag
 * with ``--label-ids``: ``{name}_labelIds.png`` — dataset label ids (Cityscapes labelIds for a
   Cityscapes checkpoint), the test server's format;
 * with ``--ld-masks``: ``{name}_ld_mean.png`` and ``{name}_ld_max.png`` — the LD mask ``M`` averaged
-  and max-reduced over channels (Sec. 3.2, Fig. 4), from one whole-image pass.
+  and max-reduced over channels (Sec. 3.2, Fig. 4), from one whole-image pass;
+
+and, once, what they mean: ``legend.png`` and ``classes.json`` (each class's id, name and colour,
+the model's kind and the test protocol) and, with ``--ld-masks``, ``ld_scale.png`` (the colour
+scale of ``M``). A model trained only on the generated benchmark gets one warning; ``--ld-effect``
+reports the LD effect its checkpoint records.
 
 Files found inside a folder keep their relative path. By default every image is segmented with
 the test protocol the checkpoint records (the app uses the same): the whole image for models of the
@@ -27,7 +32,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
+import json
 import logging
 import os
 import sys
@@ -46,6 +53,7 @@ from gald.engine.predictor import Predictor, default_checkpoint
 from gald.engine.runtime import resolve_device
 from gald.errors import ConfigError, HelpFormatter, MissingFileError, add_debug_argument, command_errors
 from gald.files import check_output
+from gald.metrics.ld_effect import format_ld_effect
 from gald.models import read_checkpoint, require_task
 from gald.viz.overlays import ld_mask_image, overlay
 
@@ -115,6 +123,30 @@ def _save_palette_png(label: np.ndarray, palette: Sequence[tuple[int, int, int]]
     os.replace(tmp, path)
 
 
+LEGEND_PNG, CLASSES_JSON, LD_SCALE_PNG = "legend.png", "classes.json", "ld_scale.png"
+
+
+def _write_keys(predictor: Predictor, out: Path, *, ld_scale: bool) -> list[Path]:
+    """``legend.png`` and ``classes.json`` (id, name, RGB colour of each class) and, for LD masks,
+    ``ld_scale.png`` (the fixed [0, 1] colour scale of ``M``), beside the outputs."""
+    from gald.viz.figures import colorbar_figure, legend_figure  # matplotlib only when writing
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig = legend_figure(predictor.classes, predictor.palette, title=f"classes ({predictor.kind} model)")
+    fig.savefig(out / LEGEND_PNG, dpi=150, bbox_inches="tight")
+    written.append(out / LEGEND_PNG)
+    table = [{"id": i, "name": n, "color": list(c)} for i, (n, c) in enumerate(zip(predictor.classes, predictor.palette))]
+    record = {"classes": table, "model": predictor.kind, "protocol": dataclasses.asdict(predictor.protocol),
+              "ld_masks": "M in [0, 1], viridis (ld_scale.png)" if ld_scale else None}
+    (out / CLASSES_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    written.append(out / CLASSES_JSON)
+    if ld_scale:
+        colorbar_figure("LD mask M (channel mean or max)").savefig(out / LD_SCALE_PNG, dpi=150, bbox_inches="tight")
+        written.append(out / LD_SCALE_PNG)
+    return written
+
+
 def predict_files(
     predictor: Predictor,
     files: Sequence[tuple[Path, Path]],
@@ -156,11 +188,14 @@ def predict_files(
                     f"whole-image pass, which would need about {gib:.1f} GiB (the shipped model's rate); use "
                     "--mode auto (windows), or raise --max-whole-pixels"
                 )
+    # what the outputs mean, once per folder: classes and colours, and the LD masks' colour scale
+    keys = [out / LEGEND_PNG, out / CLASSES_JSON] + ([out / LD_SCALE_PNG] if ld_masks else [])
     for _, name in files:  # every output checked before the first is written
         base = out / name
-        for suffix in suffixes:
-            target = base.with_name(base.name + suffix)
-            check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
+        keys += [base.with_name(base.name + suffix) for suffix in suffixes]
+    for target in keys:
+        check_output(target, inputs=[target] if target.resolve() in inputs else (), force=force)
+    written += _write_keys(predictor, out, ld_scale=ld_masks)
     for file, name in tqdm(files, desc="predict", unit="img", disable=not progress):
         try:
             image = read_rgb(file, max_pixels=max_pixels)
@@ -206,7 +241,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
     parser.add_argument("--alpha", type=bounded(float, 0, 1), default=0.5, help="overlay opacity of the prediction")
     parser.add_argument("--label-ids", action="store_true", help="also write dataset label ids (test-server format)")
-    parser.add_argument("--ld-masks", action="store_true", help="also write LD-mask images (channel mean and max)")
+    parser.add_argument("--ld-masks", action="store_true",
+                        help="also write LD-mask images (channel mean and max; their colour scale: ld_scale.png)")
+    parser.add_argument("--ld-effect", action="store_true",
+                        help="also report the checkpoint's measured LD effect (what mIoU loses without LD's masks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
     parser.add_argument("--max-pixels", type=bounded(int, 1), default=MAX_PIXELS,
@@ -238,6 +276,12 @@ def _main(args: argparse.Namespace) -> int:
     files = find_images(args.inputs)
     log.info("%d images, checkpoint %s (%d classes, %s normalisation), %s", len(files), checkpoint,
              len(predictor.classes), predictor.normalization, predictor.protocol)  # fmt: skip
+    if predictor.kind == "synthetic":
+        log.warning("this model was trained on the generated street scenes of the embedded benchmark only: on real "
+                    "photos its classes are guesses; pass --checkpoint for a model trained on real data")
+    if args.ld_effect:
+        log.info("%s", format_ld_effect(predictor.ld_effect) if predictor.ld_effect else
+                 "LD effect: not measured for this checkpoint (python -m gald.evaluate --ld-effect measures it)")
     written, failed = predict_files(
         predictor, files, args.out, alpha=args.alpha, label_ids=args.label_ids, ld_masks=args.ld_masks,
         progress=not args.no_progress, force=args.force, max_pixels=args.max_pixels,

@@ -388,7 +388,7 @@ def test_predict_refuses_outputs_that_exist_or_are_inputs(world, tmp_path, capsy
     before = _snapshot(tmp_path)
     with pytest.raises(SystemExit) as exc:
         predict.main(argv)
-    assert exc.value.code == 2 and "a_overlay.png' exists; pass --force" in capsys.readouterr().err
+    assert exc.value.code == 2 and "legend.png' exists; pass --force" in capsys.readouterr().err
     assert _snapshot(tmp_path) == before
     assert predict.main([*argv, "--force"]) == 0
     # an input named like an output, in the output folder: never overwritten, even with --force

@@ -1,5 +1,6 @@
 """``gald.predict``: files, folders and globs in; overlays, label PNGs and LD masks out; bad images named."""
 
+import json
 import logging
 
 import numpy as np
@@ -48,17 +49,23 @@ def test_folder_in_outputs_out_and_a_broken_image_is_named(ckpt, images, tmp_pat
         for suffix in ("_overlay.png", "_label.png", "_labelIds.png", "_ld_mean.png", "_ld_max.png"):
             assert (out / f"{name}{suffix}").is_file(), f"{name}{suffix}"
     large = Image.open(out / "large_label.png")
-    assert large.mode == "P" and large.size == (150, 101)  # full resolution, through sliding windows
+    assert large.mode == "P" and large.size == (150, 101)  # full resolution
     assert np.asarray(large).max() < 9
     assert set(np.unique(np.asarray(Image.open(out / "large_labelIds.png")))) <= set(LABEL_IDS)
     assert Image.open(out / "sub/rgba_overlay.png").mode == "RGB"
     assert not list(out.rglob("broken*"))
+    # what the outputs mean, once: classes and colours, the LD masks' scale
+    record = json.loads((out / "classes.json").read_text())
+    assert [c["name"] for c in record["classes"]] == list(CLASSES) and record["classes"][2]["color"] == list(PALETTE[2])
+    assert record["protocol"]["mode"] == "whole" and Image.open(out / "legend.png").size[1] > 100
+    assert (out / "ld_scale.png").is_file()
 
 
 def test_all_good_images_exit_zero_and_glob_inputs_work(ckpt, images, tmp_path):
     out = tmp_path / "out"
     assert main([str(images / "*.jpg"), str(images / "scene.png"), "--checkpoint", str(ckpt), "--out", str(out), "--no-progress"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["large_label.png", "large_overlay.png", "scene_label.png", "scene_overlay.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["classes.json", "large_label.png", "large_overlay.png", "legend.png",
+                                                     "scene_label.png", "scene_overlay.png"]
 
 
 def test_missing_input_is_named(tmp_path):
@@ -157,3 +164,14 @@ def test_predict_and_the_app_use_the_checkpoints_test_protocol(city_ckpt, tmp_pa
                  "--no-progress", "--mode", "whole"]) == 0
     whole = np.asarray(Image.open(tmp_path / "whole" / "photo_label.png"))
     assert not (whole == expected).all()  # the flag overrides the checkpoint's protocol
+
+
+def test_a_synthetic_model_warns_once_and_the_ld_effect_is_reported_on_request(tmp_path, caplog):
+    scene = make_scene(seed=0, index=3, split="val").image
+    for i in range(2):
+        Image.fromarray(scene).save(tmp_path / f"s{i}.png")
+    with caplog.at_level(logging.INFO, logger="gald.predict"):
+        assert main([str(tmp_path / "s0.png"), str(tmp_path / "s1.png"), "--out", str(tmp_path / "o"), "--no-progress",
+                     "--ld-effect"]) == 0
+    assert caplog.text.count("trained on the generated street scenes of the embedded benchmark only") == 1
+    assert "LD effect" in caplog.text

@@ -39,6 +39,8 @@ __all__ = [
     "claims_figure",
     "ablation_table",
     "attribution_figure",
+    "colorbar_figure",
+    "legend_figure",
     "save_figure",
     "cue_twins_figure",
     "curves_figure",
@@ -93,6 +95,27 @@ def save_figure(fig, path: str | os.PathLike, *, formats: Sequence[str] = ("pdf"
         fig.savefig(target, dpi=dpi, bbox_inches="tight", metadata=None if fmt != "png" else {"Software": "gald"})
         written.append(target)
     return written
+
+
+def legend_figure(classes: Sequence[str], palette: Sequence[Sequence[int]], *, title: str = "classes"):
+    """A colour swatch and a name per class, in class-id order (what a label PNG's colours mean)."""
+    fig = _figure((2.6, 0.28 * len(classes) + 0.5))
+    ax = fig.subplots()
+    ax.set_axis_off()
+    fig.legend(handles=_legend_handles([f"{i}: {n}" for i, n in enumerate(classes)], palette), loc="center",
+               frameon=False, title=title, fontsize=9)
+    return fig
+
+
+def colorbar_figure(label: str, *, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis"):
+    """A colour bar alone: the scale of heat-map images written without one (e.g. LD masks)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig = _figure((4.0, 0.9))
+    ax = fig.add_axes((0.05, 0.55, 0.9, 0.3))
+    fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap=cmap), cax=ax, orientation="horizontal", label=label)
+    return fig
 
 
 def scene_batch(scenes: Sequence[synthetic.Scene]) -> torch.Tensor:
