@@ -136,9 +136,7 @@ def read_image(
     name = os.fspath(path)
     try:
         with Image.open(path, formats=list(formats)) as im:
-            w, h = im.size
-            if max_pixels is not None and w * h > max_pixels:
-                raise ImageError(f"{name}: {h}×{w} pixels is more than {max_pixels:,}; downscale it first")
+            check_pixels(im, name, max_pixels)
             im = ImageOps.exif_transpose(im)
             if im.mode in ("P", "PA"):
                 im = im.convert("RGBA")
