@@ -49,20 +49,17 @@ from gald.config import bounded
 from gald.data.images import MAX_PIXELS, WHOLE_MAX_PIXELS, ImageError, image_size, read_image
 from gald.deploy.submission import train_ids_to_label_ids, write_label_png
 from gald.engine.inference import add_protocol_arguments, checkpoint_protocol, protocol_from_args
-from gald.engine.predictor import Predictor, default_checkpoint
+from gald.engine.predictor import Predictor, default_checkpoint, whole_pass_gib
 from gald.engine.runtime import resolve_device
 from gald.errors import ConfigError, HelpFormatter, MissingFileError, add_debug_argument, command_errors
 from gald.files import check_output
 from gald.metrics.ld_effect import format_ld_effect
 from gald.models import read_checkpoint, require_task
-from gald.viz.overlays import ld_mask_image, overlay
+from gald.viz.overlays import ld_mask_image, overlay, save_label_png
 
 log = logging.getLogger("gald.predict")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# peak memory of a whole-image pass per pixel, measured for the shipped model (5.60 GiB on 40 MP,
-# benchmarks/results/predict_memory.json): the estimate in the refusal; larger models need more
-_WHOLE_BYTES_PER_PIXEL = 5.60 * 2**30 / 40_000_000
 
 __all__ = ["Predictor", "find_images", "read_rgb", "main"]
 
@@ -110,16 +107,6 @@ def _save_rgb(array: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def _save_palette_png(label: np.ndarray, palette: Sequence[tuple[int, int, int]], path: Path) -> None:
-    img = Image.fromarray(label.astype(np.uint8))
-    flat = [v for c in palette for v in c][: 256 * 3]
-    img.putpalette(flat + [0] * (768 - len(flat)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG")
     os.replace(tmp, path)
 
 
@@ -182,7 +169,7 @@ def predict_files(
             size = image_size(file)
             pixels = 0 if size is None else size[0] * size[1]
             if max_whole_pixels < pixels <= (max_pixels or pixels):  # larger ones are skipped anyway
-                gib = size[0] * size[1] * _WHOLE_BYTES_PER_PIXEL / 2**30
+                gib = whole_pass_gib(size[0] * size[1])
                 raise ConfigError(
                     f"{file}: {size[0]}×{size[1]} is more than --max-whole-pixels ({max_whole_pixels:,}) for a "
                     f"whole-image pass, which would need about {gib:.1f} GiB (the shipped model's rate); use "
@@ -209,7 +196,7 @@ def predict_files(
         _save_rgb(overlay(image, pred, predictor.palette, alpha=alpha), overlay_path)
         written.append(overlay_path)
         label_path = base.with_name(base.name + "_label.png")
-        _save_palette_png(pred, predictor.palette, label_path)
+        save_label_png(pred, predictor.palette, label_path)
         written.append(label_path)
         if label_ids:
             path = base.with_name(base.name + "_labelIds.png")

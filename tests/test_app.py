@@ -194,15 +194,21 @@ def test_prepare_image_values():
     assert (views.prepare_image(gray_alpha)[0] == 10).all()  # opaque → the gray value
 
 
-def test_prepare_image_size_limits():
+def test_prepare_image_keeps_the_size_the_model_sees():
     huge, notes = views.prepare_image(np.zeros((views.MAX_SIDE * 2 + 6, 999, 3), np.uint8))
-    assert max(huge.shape[:2]) == views.MAX_SIDE and "downscaled" in notes[0]
+    assert huge.shape == (views.MAX_SIDE * 2 + 6, 999, 3) and notes == []  # predicted at full resolution
     small, notes = views.prepare_image(np.zeros((20, 40, 3), np.uint8))
-    assert small.shape[:2] == (views.UPSCALE_SIDE, 2 * views.UPSCALE_SIDE) and "upscaled" in notes[0]
+    assert small.shape == (20, 40, 3) and notes == []  # not upscaled: gald.predict does not either
     with pytest.raises(ImageError, match="too small"):
         views.prepare_image(np.zeros((views.MIN_SIDE - 1, 300, 3), np.uint8))
-    with pytest.raises(ImageError, match="elongated"):
-        views.prepare_image(np.zeros((20, 1000, 3), np.uint8))
+
+
+def test_view_image_bounds_the_longest_side():
+    image = np.zeros((views.MAX_SIDE * 2 + 6, 999, 3), np.uint8)
+    view = views.view_image(image)
+    assert view.shape == (views.MAX_SIDE, round(999 * views.MAX_SIDE / (views.MAX_SIDE * 2 + 6)), 3)
+    small = np.zeros((20, 40, 3), np.uint8)
+    assert views.view_image(small) is small
 
 
 @pytest.mark.parametrize(
@@ -328,6 +334,133 @@ def test_example_images(tmp_path):
         assert img.ndim == 3
 
 
+def test_analyze_predicts_large_images_at_full_resolution_and_draws_views_smaller(shipped):
+    image = make_scene(0, 5, split="val", size=(301, 1111)).image  # longest side over MAX_SIDE, odd sizes
+    a = views.analyze(shipped, image)
+    assert a["size"] == (301, 1111) and a["labels"].shape == (301, 1111)
+    assert (a["labels"] == shipped.predict(image)).all()  # gald.predict's prediction
+    assert a["image"].shape == (round(301 * views.MAX_SIDE / 1111), views.MAX_SIDE, 3)
+    assert a["pred"].shape == a["image"].shape[:2] == a["stages"]["fcn"].shape
+    v = views.prediction_views(shipped, a)
+    fractions = np.bincount(a["labels"].ravel(), minlength=9) / a["labels"].size
+    assert v["areas"] == pytest.approx({CLASSES[i]: f for i, f in enumerate(fractions) if f > 0})
+
+
+def test_analyze_refuses_what_one_whole_pass_cannot_hold(shipped, monkeypatch):
+    with pytest.raises(ImageError, match=r"5000×4000 image is more than the 16,000,000 pixels.*GiB.*--mode auto"):
+        views.check_whole_pass(shipped, (5000, 4000))
+    views.check_whole_pass(shipped, (4000, 4000))  # at the limit: allowed
+    monkeypatch.setattr(views, "WHOLE_MAX_PIXELS", 64 * 95)
+    with pytest.raises(ImageError, match="64×96 image"):
+        views.analyze(shipped, np.zeros((64, 96, 3), np.uint8))
+
+
+def test_app_and_predict_write_the_same_labels_for_a_large_photo(shipped, tmp_path):
+    from gald.predict import main as predict_main
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(make_scene(0, 5, split="val", size=(301, 1111)).image).save(photo)
+    assert predict_main([str(photo), "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    page = app.Page(shipped, label_dir=tmp_path / "app")
+    r = page.segment(str(photo))
+    assert Path(r["labels"]).name == "photo_label.png"
+    with Image.open(r["labels"]) as ours, Image.open(tmp_path / "cli" / "photo_label.png") as theirs:
+        assert ours.size == (1111, 301) and (np.asarray(ours) == np.asarray(theirs)).all()
+        assert ours.getpalette() == theirs.getpalette()
+    assert "301×1111" in r["status"] and "drawn at" in r["status"]
+
+
+def test_page_views_follow_the_new_image(shipped, tmp_path):
+    page = app.Page(shipped, label_dir=tmp_path)
+    first, second = make_scene(0, 4, split="val"), make_scene(0, 0, split="val")  # a day and a dusk scene
+    r1 = page.segment(first.image, stage="fcn")
+    page.attribute(r1["state"], "car", "ga")  # the user explains another class
+    probed = page.probe(r1["state"], 100, 128)
+    assert probed["probe"] is not None
+    r2 = page.segment(second.image, stage="fcn")
+    a2 = views.analyze(shipped, second.image)
+    expected, caption = views.attribution_view(shipped, a2, r2["cls"], "fcn")
+    assert (r2["attribution"] == expected).all() and r2["attribution_text"] == caption
+    assert r2["cls"] == max(r2["areas"], key=r2["areas"].get)
+    assert not (r2["attribution"] == r1["attribution"]).all()
+    assert r2["probe"] is None and r2["probe_text"] == app.PROBE_HINT and r2["swap"] is None  # cleared, not stale
+    for key, view in zip(("ld_mean", "ld_max", "ld_channel"), views.ld_views(a2)):
+        assert (r2[key] == view).all()
+    shown = views.prediction_views(shipped, a2)["overlay"].repeat(3, 0).repeat(3, 1)  # enlarged to 384×768
+    assert app.Page.zoom(a2) == 3 and (r2["overlay"] == shown).all()
+
+
+def test_page_keeps_a_few_label_files(shipped, tmp_path):
+    page = app.Page(shipped, label_dir=tmp_path)
+    image = make_scene(0, 1, split="val").image
+    paths = [Path(page.segment(image)["labels"]) for _ in range(page.KEEP_LABEL_FILES + 2)]
+    assert [p.is_file() for p in paths] == [False] * 2 + [True] * page.KEEP_LABEL_FILES
+    assert len(list(tmp_path.iterdir())) == page.KEEP_LABEL_FILES
+
+
+def test_probe_view(shipped, analysis):
+    img, caption, html = views.probe_view(shipped, analysis, 100, 128)
+    assert img.shape == (128, 256, 3) and (img[100, 128] != 0).any()
+    assert "predicted **road**" in caption and "px away" in caption
+    assert "gald-colorbar" in html and html.count("<tr>") == 1 + views.PROBE_GROUPS  # a row per channel group
+    _, versus, _ = views.probe_view(shipped, analysis, 100, 128, versus="terrain")
+    assert "over **terrain**" in versus
+    with pytest.raises(ImageError, match="outside"):
+        views.probe_view(shipped, analysis, 128, 0)
+    with pytest.raises(ImageError, match="unknown class"):
+        views.probe_view(shipped, analysis, 0, 0, versus="zebra")
+
+
+def test_page_probe_is_the_probe_view(shipped, analysis, tmp_path):
+    r = app.Page(shipped, label_dir=tmp_path).probe(analysis, 70, 30, "sky")
+    img, caption, html = views.probe_view(shipped, analysis, 70, 30, "sky")
+    assert (r["probe"] == img).all() and r["probe_text"] == caption and r["probe_html"] == html
+    clicked = app.Page(shipped, label_dir=tmp_path).click(analysis, 30 * 3 + 2, 70 * 3 + 1, "sky")  # shown 3× larger
+    assert clicked["probe_text"] == caption
+    with pytest.raises(ImageError, match="segment an image first"):
+        app.Page(shipped, label_dir=tmp_path).probe(None, 0, 0)
+
+
+def test_sky_swap_flips_the_ground_of_a_benchmark_scene(shipped, analysis, scene):
+    assert scene.cue == "day"
+    img, caption = views.sky_swap_view(shipped, analysis)
+    assert img.shape == (128, 256, 3) and "dusk colours" in caption and "road → terrain" in caption
+    road = CLASSES.index("road")
+    ground = analysis["stages"]["gald"] == road
+    flipped = (img != (0.35 * analysis["image"].astype(np.float32) + 0.65 * 128).astype(np.uint8)).any(-1)
+    assert flipped[ground].mean() > 0.5  # the shipped model follows the sky: most road pixels flip
+
+
+def test_sky_swap_needs_a_sky(shipped, untrained, analysis):
+    blank = dict(analysis, stages=dict(analysis["stages"], gald=np.zeros_like(analysis["pred"])))
+    with pytest.raises(ImageError, match="predicts no sky"):
+        views.sky_swap_view(shipped, blank)
+    import dataclasses
+
+    skyless = dataclasses.replace(untrained, classes=[f"c{i}" for i in range(9)])
+    with pytest.raises(ImageError, match="no 'sky' class"):
+        views.sky_swap_view(skyless, analysis)
+
+
+def test_ld_colorbars_follow_the_scale(analysis):
+    unit = views.ld_colorbars(analysis, 3)
+    assert len(unit) == 3 and all(">0<" in b and ">1<" in b for b in unit)
+    stretched = views.ld_colorbars(analysis, 3, "minmax")
+    low = float(analysis["mask"][3].min())
+    assert f">{low:.3g}<" in stretched[2] and "channel 3" in stretched[2]
+
+
+def test_the_model_card_shows_no_server_path(tmp_path):
+    ckpt = tmp_path / "deep" / "folder" / "model.pt"
+    shipped_path = app.default_checkpoint()
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(shipped_path.read_bytes())
+    for predictor, name in ((app.load_predictor(ckpt), "model.pt"),
+                            (app.load_predictor(), f"{app.DEFAULT_CHECKPOINT} (shipped with gald)")):
+        text = views.model_info_markdown(predictor) + views.model_banner(predictor) + views.ld_effect_markdown(predictor)
+        assert f"`{name}`" in text and str(tmp_path) not in text and str(shipped_path.parent) not in text
+
+
 # ----------------------------------------------------------------------------------------------
 # The command line
 
@@ -385,35 +518,50 @@ def test_building_the_page_writes_nothing_into_the_package(client):
 
 def test_client_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/segment", "/overlay", "/ld_masks", "/attribute"} <= set(api)
+    assert {"/segment", "/overlay", "/ld_masks", "/attribute", "/swap_sky"} <= set(api)
+
+
+def _segment(client, path, channel=0, scale="unit", stage="gald") -> dict:
+    """/segment's outputs by name (the session's state is not among them)."""
+    from gradio_client import handle_file
+
+    keys = [k for key in app.SEGMENT_KEYS if key != "state" for k in ([key] * 3 if key == "ld_bars" else [key])]
+    values = client.predict(handle_file(str(path)), 0.5, channel, scale, stage, api_name="/segment")
+    assert len(values) == len(keys)
+    out = {}
+    for k, v in zip(keys, values):
+        out.setdefault(k, []).append(v)
+    return {k: v if k == "ld_bars" else v[0] for k, v in out.items()}
 
 
 def test_client_segment_then_cached_views(client, tmp_path):
-    from gradio_client import handle_file
-
     path = tmp_path / "scene.png"
     Image.fromarray(make_scene(0, 4, split="val").image).save(path)
-    overlay, legend, areas, ld_mean, ld_max, ld_ch, stages, status, top = client.predict(
-        handle_file(str(path)), 0.5, 3, "unit", api_name="/segment"
-    )
-    for p in (overlay, ld_mean, ld_max, ld_ch):
-        assert Image.open(p).size == (256, 128)
-    assert "road" in legend or "terrain" in legend
-    assert areas["label"] in CLASSES and abs(sum(c["confidence"] for c in areas["confidences"]) - 1) < 1e-6
-    assert [s["caption"] for s in stages] == list(views.STAGE_NAMES.values())
-    assert "128×256" in status
-    assert top["value"] == areas["label"]  # the attribution class follows the largest predicted class
-    mean2, max2, ch7 = client.predict(7, "unit", api_name="/ld_masks")
-    assert Image.open(ch7).size == (256, 128)
-    assert not (np.asarray(Image.open(ch7)) == np.asarray(Image.open(ld_ch))).all()
-    assert (np.asarray(Image.open(mean2)) == np.asarray(Image.open(ld_mean))).all()  # same cached masks
-    stretched, _, _ = client.predict(7, "minmax", api_name="/ld_masks")
-    assert not (np.asarray(Image.open(stretched)) == np.asarray(Image.open(ld_mean))).all()
+    r = _segment(client, path, channel=3)
+    for key in ("ld_mean", "ld_max", "ld_channel", "attribution"):
+        assert Image.open(r[key]).size == (256, 128), key
+    assert Image.open(r["overlay"]).size == (768, 384)  # shown enlarged 3×
+    assert "road" in r["legend"] and "%" in r["legend"]  # one legend, with the areas
+    assert all("gald-colorbar" in bar for bar in r["ld_bars"])
+    assert [s["caption"] for s in r["stages"]] == list(views.STAGE_NAMES.values())
+    assert "128×256" in r["status"] and r["probe"] is None and r["swap"] is None
+    labels = np.asarray(Image.open(r["labels"]))
+    assert Path(r["labels"]).name == "scene_label.png" and labels.shape == (128, 256)
+    assert r["cls"]["value"] == CLASSES[np.bincount(labels.ravel()).argmax()]  # the largest class
+    mean2, max2, ch7, *bars = client.predict(7, "unit", api_name="/ld_masks")
+    assert Image.open(ch7).size == (256, 128) and len(bars) == 3
+    assert not (np.asarray(Image.open(ch7)) == np.asarray(Image.open(r["ld_channel"]))).all()
+    assert (np.asarray(Image.open(mean2)) == np.asarray(Image.open(r["ld_mean"]))).all()  # same cached masks
+    stretched, *_, bar_mean, _, _ = client.predict(7, "minmax", api_name="/ld_masks")
+    assert not (np.asarray(Image.open(stretched)) == np.asarray(Image.open(r["ld_mean"]))).all()
+    assert bar_mean != r["ld_bars"][0]  # the bar shows the map's own range
     new_overlay, new_stages = client.predict(0.0, api_name="/overlay")
-    assert (np.asarray(Image.open(new_overlay).convert("RGB")) == np.asarray(Image.open(path))).all()
+    assert (np.asarray(Image.open(new_overlay).convert("RGB"))[::3, ::3] == np.asarray(Image.open(path))).all()
     assert len(new_stages) == 3
     img, caption = client.predict("car", "ga", api_name="/attribute")
     assert Image.open(img).size == (256, 128) and "F_GA" in caption
+    swapped, text = client.predict(0.5, api_name="/swap_sky")
+    assert Image.open(swapped).size == (256, 128) and "dusk" in text
 
 
 def test_client_bad_uploads_get_a_message_and_the_app_survives(client, tmp_path):
@@ -422,13 +570,13 @@ def test_client_bad_uploads_get_a_message_and_the_app_survives(client, tmp_path)
 
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(AppError, match="notes.png is not an image"):
-        client.predict(handle_file(str(tmp_path / "notes.png")), 0.5, 0, "unit", api_name="/segment")
+        client.predict(handle_file(str(tmp_path / "notes.png")), 0.5, 0, "unit", "gald", api_name="/segment")
     Image.fromarray(np.zeros((8, 300, 3), np.uint8)).save(tmp_path / "thin.png")
     with pytest.raises(AppError, match="too small"):
-        client.predict(handle_file(str(tmp_path / "thin.png")), 0.5, 0, "unit", api_name="/segment")
+        client.predict(handle_file(str(tmp_path / "thin.png")), 0.5, 0, "unit", "gald", api_name="/segment")
     Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "gray.png")
-    *_, status, _ = client.predict(handle_file(str(tmp_path / "gray.png")), 0.5, 0, "unit", api_name="/segment")
-    assert "grayscale" in status and "upscaled" in status
+    r = _segment(client, tmp_path / "gray.png")
+    assert "grayscale" in r["status"] and "40×60" in r["status"]
 
 
 # The page's cached files: uploads posted without a model call are deleted on a timer and bounded

@@ -18,6 +18,7 @@ from gald.data.synthetic import (
     SyntheticScenes,
     colorize,
     make_scene,
+    swap_sky,
     synthetic_label_map,
 )
 
@@ -225,3 +226,27 @@ def test_unknown_version_lists_the_valid_ones():
         make_scene(0, 0, version=3)
     with pytest.raises(ValueError, match=r"version must be one of \[1, 2\], got 0"):
         SyntheticScenes(version=0)
+
+
+def test_swap_sky_repaints_only_the_sky_in_the_other_cues_colours():
+    day = make_scene(0, 4, split="val", cue="day")
+    sky = day.label == CLASSES.index("sky")
+    swapped, cue = swap_sky(day.image, sky)
+    assert cue == "dusk" and swapped.dtype == np.uint8
+    assert (swapped[~sky] == day.image[~sky]).all() and not (swapped[sky] == day.image[sky]).all()
+    dusk = make_scene(0, 4, split="val", cue="dusk")  # the exact twin: its sky is nearer than the day sky
+    mean = swapped[sky].astype(float).mean(0)
+    assert np.abs(mean - dusk.image[sky].mean(0)).sum() < np.abs(mean - day.image[sky].mean(0)).sum()
+    back, cue_back = swap_sky(swapped, sky)
+    assert cue_back == "day"
+    assert swap_sky(day.image, sky, cue="day")[1] == "day"  # a forced cue is painted as asked
+
+
+def test_swap_sky_refuses_no_sky_and_bad_shapes():
+    image = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(ValueError, match="no sky"):
+        swap_sky(image, np.zeros((32, 48), bool))
+    with pytest.raises(ValueError, match="mask"):
+        swap_sky(image, np.ones((32, 47), bool))
+    with pytest.raises(KeyError, match="unknown cue"):
+        swap_sky(image, np.ones((32, 48), bool), cue="noon")

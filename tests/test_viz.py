@@ -129,3 +129,34 @@ def test_default_palette_distinct():
     pal = viz.default_palette(19)
     assert len(pal) == 19 and len(set(pal)) == 19
     assert all(0 <= v <= 255 for c in pal for v in c)
+
+
+def test_colorbar_html_writes_the_range_and_the_colormap():
+    html = viz.colorbar_html(0.25, 0.75, label="M <mean>")
+    assert ">0.25<" in html and ">0.5<" in html and ">0.75<" in html
+    assert "rgb(68,1,84)" in html and "rgb(253,231,37)" in html  # viridis' ends
+    assert "M &lt;mean&gt;" in html
+    assert "rgb(0,0,4)" in viz.colorbar_html(0, 1, cmap="inferno")
+
+
+def test_mark_point_draws_a_cross_and_leaves_the_pixel_and_the_input():
+    image = np.zeros((20, 30, 3), np.uint8)
+    marked = viz.mark_point(image, 10, 15, size=4)
+    assert not image.any()  # a copy
+    assert (marked[10, 15] == 0).all()  # the probed pixel stays visible
+    assert (marked[10, 19] == (255, 0, 255)).all() and (marked[6, 15] == (255, 0, 255)).all()
+    assert (marked[10, 20] == 0).all() and (marked[11, 16] == 0).all()  # arms only, of the given length
+    assert viz.mark_point(image, 0, 0).shape == image.shape  # clipped at the border
+
+
+def test_save_label_png_is_a_palette_png_of_the_indices(tmp_path):
+    from PIL import Image
+
+    label = np.array([[0, 1, 2], [2, 1, 0]], np.int64)
+    path = viz.save_label_png(label, PALETTE, tmp_path / "sub" / "x_label.png")
+    with Image.open(path) as im:
+        assert im.mode == "P" and (np.asarray(im) == label).all()
+        assert im.getpalette()[:9] == [v for c in PALETTE for v in c]
+    assert not list(tmp_path.glob("sub/*.tmp"))
+    with pytest.raises(ValueError, match="0..255"):
+        viz.save_label_png(np.full((2, 2), 300), PALETTE, tmp_path / "bad.png")

@@ -65,6 +65,7 @@ __all__ = [
     "colorize",
     "export_cityscapes_layout",
     "make_scene",
+    "swap_sky",
     "synthetic_label_map",
 ]
 
@@ -461,6 +462,52 @@ def _sample_objects(
 
 # ----------------------------------------------------------------------------------------------
 # Public API
+
+
+def swap_sky(image: np.ndarray, sky: np.ndarray, cue: str | None = None) -> tuple[np.ndarray, str]:
+    """Repaint the ``sky`` pixels of an image in the other cue's colours: the benchmark's
+    counterfactual (day ↔ dusk) for any image, given where its sky is (e.g. where a model predicts it).
+
+    The new sky is the cue's vertical gradient (the middle of the generator's colour ranges, top to
+    bottom of the sky pixels) without clouds; every other pixel is unchanged. Unlike
+    :func:`make_scene`'s exact twins (``cue=``), this needs no scene index, so it works on any image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        sky: (H, W) bool, the pixels to repaint.
+        cue: the cue to paint, ``"day"`` or ``"dusk"``; default the one whose colours are farther
+            from the image's current sky.
+
+    Returns:
+        The new image and the cue painted.
+
+    Raises:
+        ValueError: no sky pixel, or shapes that do not match.
+
+    Shape:
+        (H, W, 3) uint8, (H, W) bool -> (H, W, 3) uint8
+    """
+    image = np.asarray(image)
+    sky = np.asarray(sky, bool)
+    if image.ndim != 3 or image.shape[2] != 3 or sky.shape != image.shape[:2]:
+        raise ValueError(f"swap_sky needs an (H, W, 3) image and an (H, W) mask, got {image.shape} and {sky.shape}")
+    if not sky.any():
+        raise ValueError("no sky pixel to repaint")
+    mid = {k: [np.array([(lo + hi) / 2 for lo, hi in end], np.float32) for end in ends] for k, ends in _SKY.items()}
+    if cue is None:
+        current = image[sky].astype(np.float32).mean(0)
+        distance = {k: min(np.abs(current - c).sum() for c in ends) for k, ends in mid.items()}
+        cue = max(distance, key=distance.get)
+    elif cue not in _SKY:
+        raise KeyError(f"unknown cue {cue!r}; valid cues: {sorted(_SKY)}")
+    rows = np.where(sky.any(1))[0]
+    t = np.clip((np.arange(image.shape[0], dtype=np.float32) - rows[0]) / max(rows[-1] - rows[0], 1), 0.0, 1.0)
+    top, bottom = mid[cue]
+    gradient = top[None, :] * (1.0 - t)[:, None] + bottom[None, :] * t[:, None]  # (H, 3): one colour per row
+    out = image.copy()
+    ys, _ = np.nonzero(sky)
+    out[sky] = np.rint(gradient[ys]).astype(np.uint8)
+    return out, cue
 
 
 def make_scene(

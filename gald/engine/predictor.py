@@ -45,9 +45,21 @@ from gald.viz.overlays import default_palette
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_CHECKPOINT", "Predictor", "default_checkpoint", "load_predictor", "load_detector"]
+__all__ = [
+    "DEFAULT_CHECKPOINT", "Predictor", "default_checkpoint", "load_predictor", "load_detector", "whole_pass_gib",
+]
 
 DEFAULT_CHECKPOINT = "gald-cgnl_tiny-d2_synthetic-v2-128x256.pt"
+
+# peak memory of a whole-image pass per pixel, measured for the shipped model (5.60 GiB on 40 MP,
+# benchmarks/results/predict_memory.json); larger models need more
+_WHOLE_BYTES_PER_PIXEL = 5.60 * 2**30 / 40_000_000
+
+
+def whole_pass_gib(pixels: int) -> float:
+    """About how much memory (GiB) one whole-image pass over ``pixels`` pixels needs, at the shipped
+    model's measured rate: what a refusal of a too large image quotes."""
+    return pixels * _WHOLE_BYTES_PER_PIXEL / 2**30
 
 
 def default_checkpoint() -> Path:
@@ -155,6 +167,16 @@ class Predictor:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def source_name(self) -> str:
+        """:attr:`source` without the machine's directories: what a page may show its visitors."""
+        path = Path(self.source)
+        if not path.is_absolute() and os.sep not in self.source:
+            return self.source  # a description ("random initialisation …") or a bare file name
+        if path.name == DEFAULT_CHECKPOINT and path.parent.name == "assets":
+            return f"{DEFAULT_CHECKPOINT} (shipped with gald)"
+        return path.name
 
     @property
     def bgr_mean(self) -> bool:

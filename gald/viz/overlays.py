@@ -8,7 +8,10 @@ results can be saved with Pillow or shown by any front end.
 * :func:`ld_mask_image` — the Local Distribution mask ``M`` of Eq. (1) (a sigmoid output, so on a
   fixed [0, 1] scale), reduced over channels by mean or max, or one channel.
 * :func:`heatmap` / :func:`blend_heatmap` — any real-valued map (e.g. a Grad-CAM attribution).
-* :func:`class_fractions`, :func:`legend_html` — class-area percentages and a colour legend.
+* :func:`class_fractions`, :func:`legend_html` — class-area percentages and a colour legend;
+  :func:`colorbar_html` — a colour bar for a heat map, in HTML.
+* :func:`mark_point` — a cross-hair at one pixel; :func:`save_label_png` — a label map as a
+  palette PNG (``python -m gald.predict``'s ``*_label.png``, the app's download).
 * :func:`draw_detections` — a detector's boxes, captions and instance masks.
 """
 
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import colorsys
 import html
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,14 +31,17 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 __all__ = [
     "blend_heatmap",
     "class_fractions",
+    "colorbar_html",
     "colorize",
     "default_palette",
     "draw_detections",
     "heatmap",
     "ld_mask_image",
     "legend_html",
+    "mark_point",
     "overlay",
     "resize_label",
+    "save_label_png",
 ]
 
 Color = tuple[int, int, int]
@@ -267,22 +275,85 @@ def legend_html(
     *,
     min_fraction: float = 0.0,
 ) -> str:
-    """An HTML table: colour swatch, class name and (optionally) its area in percent.
+    """An HTML table: colour swatch, class name and (optionally) its area in percent with a bar.
 
     With ``fractions`` the rows are sorted by area and classes below ``min_fraction`` are left out.
-    Class names are escaped (checkpoints carry them).
+    Class names are escaped (checkpoints carry them). The table takes its content's width, so it
+    never overlaps what sits beside it.
     """
     rows = list(range(len(classes)))
     if fractions is not None:
         rows = [i for i in sorted(rows, key=lambda i: -fractions[i]) if fractions[i] > min_fraction]
-    lines = ['<table class="gald-legend">', "<tr><th></th><th>class</th>" + ("<th>area</th>" if fractions is not None else "") + "</tr>"]
+    head = "<tr><th></th><th>class</th>" + ('<th colspan="2">area</th>' if fractions is not None else "") + "</tr>"
+    lines = ['<table class="gald-legend" style="width:auto;border-collapse:collapse">', head]
     for i in rows:
         r, g, b = (int(c) for c in palette[i])
         swatch = f'<span style="display:inline-block;width:1em;height:1em;background:rgb({r},{g},{b});border:1px solid #888"></span>'
-        area = f"<td>{100 * fractions[i]:.1f} %</td>" if fractions is not None else ""
-        lines.append(f"<tr><td>{swatch}</td><td>{html.escape(str(classes[i]))}</td>{area}</tr>")
+        area = ""
+        if fractions is not None:
+            pct = 100 * float(fractions[i])
+            bar = f'<span style="display:inline-block;height:0.7em;width:{pct * 0.8:.1f}px;background:rgb({r},{g},{b})"></span>'
+            area = f'<td style="text-align:right;padding:0 0.4em">{pct:.1f} %</td><td style="width:82px">{bar}</td>'
+        lines.append(f'<tr><td>{swatch}</td><td style="padding:0 0.4em">{html.escape(str(classes[i]))}</td>{area}</tr>')
     lines.append("</table>")
     return "\n".join(lines)
+
+
+def colorbar_html(vmin: float, vmax: float, *, cmap: str = "viridis", label: str = "", stops: int = 11) -> str:
+    """A horizontal colour bar for a heat map drawn with :func:`heatmap` from ``vmin`` to ``vmax``:
+    the colormap as a CSS gradient, with the low, middle and high values written under it.
+    """
+    colors = _colormap(np.linspace(0.0, 1.0, stops), cmap)
+    gradient = ", ".join(f"rgb({r},{g},{b})" for r, g, b in colors)
+    ticks = [vmin, (vmin + vmax) / 2, vmax]
+    caption = f'<span style="margin-right:0.5em">{html.escape(label)}</span>' if label else ""
+    return (
+        f'<div class="gald-colorbar" style="font-size:0.8em;line-height:1.2">{caption}'
+        f'<div style="height:0.8em;background:linear-gradient(to right, {gradient});border:1px solid #888"></div>'
+        '<div style="display:flex;justify-content:space-between">'
+        + "".join(f"<span>{t:.3g}</span>" for t in ticks)
+        + "</div></div>"
+    )
+
+
+def mark_point(image: np.ndarray, y: int, x: int, *, color: Color = (255, 0, 255), size: int | None = None) -> np.ndarray:
+    """A copy of ``image`` with a cross-hair centred on pixel ``(y, x)`` (a gap left at the pixel itself).
+
+    Shape:
+        (H, W, 3) uint8 -> (H, W, 3) uint8
+    """
+    out = _check_image(image).copy()
+    h, w = out.shape[:2]
+    arm = size if size is not None else max(4, min(h, w) // 12)
+    gap = max(1, arm // 4)
+    for d in range(gap, arm + 1):
+        for yy, xx in ((y - d, x), (y + d, x), (y, x - d), (y, x + d)):
+            if 0 <= yy < h and 0 <= xx < w:
+                out[yy, xx] = color
+    return out
+
+
+def save_label_png(label: np.ndarray, palette: Sequence[Sequence[int]], path: str | os.PathLike) -> Path:
+    """Write a label map as an 8-bit palette PNG (pixel value = class index, shown in its colour),
+    atomically (a temporary file renamed into place). Returns the path.
+
+    Shape:
+        (H, W) int, values < 256 -> file
+    """
+    from PIL import Image
+
+    label = _check_label(label)
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError(f"a palette PNG holds class indices 0..255, got {label.min()}..{label.max()}")
+    img = Image.fromarray(label.astype(np.uint8))
+    flat = [int(v) for c in palette for v in c][: 256 * 3]
+    img.putpalette(flat + [0] * (768 - len(flat)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
 
 
 # distinct colours for up to 10 classes, then cycled (draw_detections)
