@@ -643,3 +643,14 @@ def test_cache_flags_must_be_positive(flag, capsys):
         app.main([flag, "0"])
     assert exit_info.value.code == 2
     assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_latency_benchmark_smoke(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("app_latency", ROOT / "benchmarks" / "app_latency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--smoke", "--out", "/nonexistent/never-written.json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record["results"]["benchmark scene 128×256"]) == {"segment", "click", "swap_sky"}
