@@ -109,7 +109,7 @@ def tiny_run(name: str, overrides: dict, *, iterations: int, window: int, smoke:
     acc: dict[str, float] = {}
     batches = data.train_batches()
     for step in range(1, iterations + 1):
-        images, targets = next(batches)
+        images, targets = data.to_device(*next(batches), torch.device("cpu"))
         loss = criterion(model(images), targets)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

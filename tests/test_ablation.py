@@ -156,7 +156,8 @@ def test_a_seed_fixes_data_order_and_backbone_init_across_arms(tmp_path):
         cfg = ablation.cell_config(arm, 3, output_dir=str(tmp_path), overrides=dict(ablation.V2_BENCHMARK, **smoke))
         train.main(cfg)
         backbones[arm] = load_model(tmp_path / cfg.name / "model.pt").backbone.state_dict()
-        batches[arm] = next(build_segmentation_data(cfg).train_batches())[0]
+        data = build_segmentation_data(cfg)
+        batches[arm] = data.to_device(*next(data.train_batches()), torch.device("cpu"))[0]
     ref = backbones.pop("fcn")
     for arm, state in backbones.items():
         for k, v in ref.items():

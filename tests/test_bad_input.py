@@ -356,6 +356,9 @@ SUBPROCESS_CASES = [
      r"argument --train: must be at least 0, got -1"),
     ("make-synthetic-detection-size", [f"{DATA}/make_synthetic_detection.py", "--out", W("s"), "--size", "8", "8"],
      r"argument --size: must be at least 32, got 8"),
+    ("reencode-into-source", [f"{DATA}/reencode_png.py", "--src", W("images"), "--out", W("images/up")],
+     r"--out .*images/up is inside --src"),
+    ("reencode-missing", [f"{DATA}/reencode_png.py", "--src", W("nope"), "--out", W("up")], r"--src .*nope: no such folder"),
 ]
 
 

@@ -35,6 +35,20 @@ def test_batches_are_reproducible(tmp_path):
         assert torch.equal(i1, i2) and torch.equal(t1, t2)
 
 
+def test_the_training_stream_is_uint8_and_normalised_on_the_device_bit_identically(tmp_path):
+    from gald.data.transforms import train_transforms
+
+    cfg = TrainConfig(num_train=6, num_val=2, crop_size=[32, 48], batch_size=2, output_dir=str(tmp_path),
+                      normalization="bgr_mean")
+    data = build_segmentation_data(cfg)
+    images, targets = next(data.train_batches(start_step=3))
+    assert images.dtype == torch.uint8 and targets.dtype == torch.uint8  # 4 bytes a pixel through the workers
+    x, y = data.to_device(images, targets, torch.device("cpu"))
+    data.train_transform = train_transforms([32, 48], (1.0, 1.0), bgr_mean=True)  # normalised in the workers
+    ref_x, ref_y = next(data.train_batches(start_step=3))
+    assert x.dtype == torch.float32 and torch.equal(x, ref_x) and torch.equal(y, ref_y) and y.dtype == torch.int64
+
+
 @pytest.fixture
 def disk_dataset(tmp_path):
     root = tmp_path / "synthetic"
@@ -135,7 +149,7 @@ def test_normalization_reaches_train_and_val_transforms(cityscapes_root, tmp_pat
     image, _ = data.val_set.load(0)
     x, _ = data.val_set[0]
     np.testing.assert_allclose(x[0].numpy(), image[..., 2] - BGR_MEAN[0], atol=1e-4)  # channel 0 is blue
-    assert "bgr_mean=True" in repr(data.train_transform)
+    assert "ToTensor()" in repr(data.train_transform) and "bgr_mean=True" in repr(data.normalize)
     synthetic = build_segmentation_data(_tiny(tmp_path, num_train=2, num_val=1, normalization="bgr_mean"))
     assert synthetic.val_set.transform.bgr_mean
     with pytest.raises(ValueError, match="normalization"):

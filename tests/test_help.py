@@ -31,7 +31,8 @@ PARSERS = {
     "gald.convert_official": convert_official.get_args_parser,
     "gald.app": app.get_args_parser,
     **{f"data_scripts/{n}.py": (lambda n=n: _script_parser(n)) for n in (
-        "make_synthetic", "make_synthetic_detection", "prepare_cityscapes", "prepare_mapillary", "prepare_folder")},
+        "make_synthetic", "make_synthetic_detection", "prepare_cityscapes", "prepare_mapillary", "prepare_folder",
+        "reencode_png")},
 }
 
 

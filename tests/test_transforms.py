@@ -9,9 +9,12 @@ from gald.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Compose,
+    Normalize,
     RandomCrop,
     RandomHorizontalFlip,
     RandomScale,
+    RandomScaleCrop,
+    ToTensor,
     ToTensorNormalize,
     eval_transforms,
     train_transforms,
@@ -168,3 +171,47 @@ def test_dataloader_workers_are_reproducible():
     first, second, other = run(0), run(0), run(1)
     torch.testing.assert_close(first, second)
     assert not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("crop, scales", [((31, 47), (0.5, 2.0)), ((64, 96), (0.5, 0.9)), ((20, 20), (1.7, 2.0))])
+def test_random_scale_crop_resamples_only_the_window_with_the_same_draws(crop, scales):
+    """The fused step equals RandomScale then RandomCrop (same generator state): labels exactly,
+    images within one grey level on a few pixels (PIL's box resize rounds its bounds)."""
+    image, label = pair(57, 83)
+    for seed in range(12):
+        fused = RandomScaleCrop(crop, scales)(image, label, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        reference = RandomCrop(crop)(*RandomScale(*scales)(image, label, rng), rng)
+        assert fused[0].shape == reference[0].shape == (*crop, 3) and fused[1].dtype == label.dtype
+        np.testing.assert_array_equal(fused[1], reference[1])
+        diff = np.abs(fused[0].astype(int) - reference[0].astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.02, (seed, diff.max(), (diff > 0).mean())
+
+
+def test_random_scale_crop_pads_and_keeps_wide_labels():
+    image, label = pair(20, 30)
+    big_label = label.astype(np.int32) + 1000  # a label type PIL resizes as 32-bit integers
+    x, y = RandomScaleCrop((40, 64), (1.0, 1.0))(image, big_label, np.random.default_rng(0))
+    assert x.shape == (40, 64, 3) and y.dtype == np.int32
+    assert (y[20:] == 255).all() and (x[20:] == 0).all() and (y[:20, :30] >= 1000).all()
+    with pytest.raises(ValueError, match="min <= max"):
+        RandomScaleCrop(8, (2.0, 1.0))
+
+
+@pytest.mark.parametrize("bgr", [False, True])
+def test_uint8_out_of_the_workers_normalised_on_the_device_is_bit_identical(bgr):
+    image, label = pair()
+    expected, target = ToTensorNormalize(bgr_mean=bgr)(image, label)
+    x, y = ToTensor()(image, label)
+    assert x.dtype == torch.uint8 and x.shape == (3, 37, 53) and y.dtype == torch.uint8
+    assert torch.equal(Normalize(bgr_mean=bgr)(x[None])[0], expected) and torch.equal(y.long(), target)
+    assert Normalize()(expected[None]) is not None and torch.equal(Normalize()(expected[None])[0], expected)  # floats pass
+    with pytest.raises(TypeError, match="uint8"):
+        ToTensor()(image.astype(np.float32), label)
+
+
+def test_train_transforms_fuse_scale_and_crop_only_when_scaling():
+    assert [type(t).__name__ for t in train_transforms(32, (0.5, 2.0)).transforms] == [
+        "RandomScaleCrop", "RandomHorizontalFlip", "ToTensorNormalize"]
+    assert [type(t).__name__ for t in train_transforms(32, (1.0, 1.0), normalize=False).transforms] == [
+        "RandomCrop", "RandomHorizontalFlip", "ToTensor"]  # the embedded benchmark's draws, unchanged

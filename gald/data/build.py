@@ -30,7 +30,7 @@ from .detection import DetectionTransform, SyntheticDetection, collate
 from .folder import FolderSegmentation
 from .mapillary import MapillaryVistas
 from .synthetic import SyntheticScenes, synthetic_label_map
-from .transforms import ToTensorNormalize, eval_transforms, train_transforms
+from .transforms import Normalize, ToTensorNormalize, eval_transforms, train_transforms
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +170,24 @@ class SegmentationData:
     small_classes: tuple[int, ...] = ()
     large_classes: tuple[int, ...] = ()
     skipped: int = field(default=0)
+    #: finishes the training stream's uint8 images on the device (:meth:`to_device`)
+    normalize: Normalize = field(default_factory=Normalize)
+    #: page-locked batches, for fast non-blocking copies to a GPU (the engine sets it on CUDA)
+    pin_memory: bool = False
+
+    def to_device(self, images: torch.Tensor, targets: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch on ``device``: images normalised there (float32, the values
+        :class:`~gald.data.transforms.ToTensorNormalize` gives), targets as int64.
+
+        Shape:
+            (N, 3, H, W) uint8, (N, H, W) int -> (N, 3, H, W) float32, (N, H, W) int64
+        """
+        images = self.normalize(images.to(device, non_blocking=True))
+        return images, targets.to(device, non_blocking=True).long()
 
     def train_batches(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """An endless stream of ``(images, targets)`` batches for this rank, from ``start_step`` on.
+        """An endless stream of ``(images, targets)`` batches for this rank, from ``start_step`` on:
+        uint8 images and integer targets, as the workers send them (finish them with :meth:`to_device`).
 
         Corrupt images are skipped (replaced by the next readable image) and counted in :attr:`skipped`.
         """
@@ -184,6 +199,7 @@ class SegmentationData:
             num_workers=self.workers,
             collate_fn=_collate_counting,
             persistent_workers=self.workers > 0,
+            pin_memory=self.pin_memory,
             # its own generator, so creating the loader leaves the global torch RNG untouched
             generator=torch.Generator().manual_seed(self.sampler.seed),
         )
@@ -289,8 +305,10 @@ def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> Segme
     check_choice("dataset", cfg.dataset, DATASET_NAMES)
     bgr = getattr(cfg, "normalization", "imagenet") == "bgr_mean"
     crop = tuple(cfg.crop_size)
+    # uint8 out of the workers; SegmentationData.to_device normalises on the device, bit-identically
     transform = train_transforms(
-        crop, tuple(cfg.scale_range), flip_p=0.5 if cfg.flip else 0.0, ignore_index=cfg.ignore_index, bgr_mean=bgr
+        crop, tuple(cfg.scale_range), flip_p=0.5 if cfg.flip else 0.0, ignore_index=cfg.ignore_index, bgr_mean=bgr,
+        normalize=False,
     )
     small: tuple[int, ...] = ()
     large: tuple[int, ...] = ()
@@ -327,6 +345,7 @@ def build_segmentation_data(cfg, *, rank: int = 0, world_size: int = 1) -> Segme
         train_set=_Cached(train_set) if cfg.dataset == "synthetic" else train_set, val_set=val_set, val_loader=val_loader, num_classes=num_classes,
         class_names=names, palette=palette, sampler=sampler, train_transform=transform, workers=cfg.workers,
         ignore_index=cfg.ignore_index, small_classes=tuple(small), large_classes=tuple(large),
+        normalize=Normalize(bgr_mean=bgr),
     )
 
 

@@ -101,6 +101,23 @@ def _open_image(path: Path, mode: str | None) -> Image.Image:
         raise CorruptImageError(f"corrupt or unreadable image {path}: {exc}", path) from exc
 
 
+def _read_array(path: Path, mode: str | None) -> np.ndarray:
+    """Decode ``path`` straight into one numpy array (converted to ``mode`` if it differs), with
+    :func:`_open_image`'s checks and errors.
+
+    PIL decodes: ``torchvision.io.decode_png`` is faster on Cityscapes' PNGs, but deprecated since
+    torchvision 0.29 (docs/speed.md has both). ``data_scripts/reencode_png.py`` halves PIL's time.
+    """
+    try:
+        with Image.open(path) as img:
+            check_pixels(img, path)
+            return np.asarray(img.convert(mode) if mode is not None and img.mode != mode else img)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:  # PIL's, and ours
+        raise CorruptImageError(f"corrupt or unreadable image {path}: {exc}", path) from exc
+
+
 class CityscapesSegmentation(torch.utils.data.Dataset):
     """Images and train-id labels from a Cityscapes-layout directory.
 
@@ -178,6 +195,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
                 self._known[label_id] = True
         if 0 <= ignore_index < 256:
             self._known[ignore_index] = True
+        self._checked: set = set()  # label files whose values load() has checked
         train_ids = sorted({t for t in self.label_map.values() if t != ignore_index})
         self.num_classes = len(CITYSCAPES_CLASSES) if label_map is None else (max(train_ids) + 1 if train_ids else 0)
         if classes is None:
@@ -200,32 +218,58 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
             CorruptImageError: the image or label cannot be decoded.
             ValueError: sizes differ, the label is not single-channel, or it holds unknown labelIds.
         """
+        image, raw = self.decode(i)
+        path = self.files[i][1]
+        label = self.map_labels(raw, path, check=path not in self._checked)
+        self._checked.add(path)  # each file's values are checked once (per worker process)
+        return image, label
+
+    def decode(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item ``i``'s image (H, W, 3) uint8 RGB and its label file as stored (H, W), each
+        decoded straight into one array.
+
+        Raises:
+            CorruptImageError: the image or label cannot be decoded.
+            ValueError: sizes differ, or the label is not single-channel.
+        """
         image_path, label_path = self.files[i]
-        image = _open_image(image_path, "RGB")
-        label_img = _open_image(label_path, None)
-        if image.size != label_img.size:
+        image = _read_array(image_path, "RGB")
+        raw = _read_array(label_path, None)
+        if image.shape[:2] != raw.shape[:2]:
             raise ValueError(
-                f"image {image_path} is {image.size[0]}×{image.size[1]} but its label {label_path} "
-                f"is {label_img.size[0]}×{label_img.size[1]} (width×height)"
+                f"image {image_path} is {image.shape[1]}×{image.shape[0]} but its label {label_path} "
+                f"is {raw.shape[1]}×{raw.shape[0]} (width×height)"
             )
-        raw = np.asarray(label_img)
         if raw.ndim != 2:
-            raise ValueError(
-                f"label {label_path} has {raw.shape[2]} channels (mode {label_img.mode}); expected labelIds"
-            )
+            raise ValueError(f"label {label_path} has {raw.shape[2]} channels; expected labelIds")
+        return image, raw
+
+    def map_labels(self, raw: np.ndarray, path: str | os.PathLike = "label", *, check: bool = True) -> np.ndarray:
+        """labelIds → train ids through the lookup table; with ``check``, every value the file
+        holds is first checked against the label map (one counting pass). :meth:`load` checks each
+        file the first time it reads it.
+
+        Raises:
+            ValueError: ``raw`` holds values outside the label map (and not ignore).
+
+        Shape:
+            (H, W) int -> (H, W) uint8
+        """
         if raw.dtype != np.uint8:
             if raw.size and (raw.min() < 0 or raw.max() > 255):
                 bad = np.unique(raw[(raw < 0) | (raw > 255)])[:10].tolist()
-                raise ValueError(f"label {label_path} holds values {bad} outside every label map key")
+                raise ValueError(f"label {path} holds values {bad} outside every label map key")
             raw = raw.astype(np.uint8)
-        unknown = ~self._known[raw]
+        if not check:
+            return np.take(self._lut, raw)
+        present = np.bincount(raw.ravel(), minlength=256) > 0  # every value the file holds, in one pass
+        unknown = present & ~self._known
         if unknown.any():
-            bad = np.unique(raw[unknown]).tolist()
             raise ValueError(
-                f"label {label_path} holds labelIds {bad} that are not in the label map "
+                f"label {path} holds labelIds {np.flatnonzero(unknown).tolist()} that are not in the label map "
                 f"(known: {sorted(self.label_map)}) and not ignore ({self.ignore_index})"
             )
-        return np.asarray(image), self._lut[raw]
+        return np.take(self._lut, raw)
 
     def __getitem__(self, i: int):
         image, label = self.load(i)

@@ -29,9 +29,12 @@ __all__ = [
     "IMAGENET_STD",
     "Compose",
     "JointTransform",
+    "Normalize",
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomScale",
+    "RandomScaleCrop",
+    "ToTensor",
     "ToTensorNormalize",
     "eval_transforms",
     "train_transforms",
@@ -164,6 +167,65 @@ class RandomCrop:
         return f"RandomCrop(size={self.size}, ignore_index={self.ignore_index})"
 
 
+class RandomScaleCrop:
+    """:class:`RandomScale` then :class:`RandomCrop`, resampling only the crop window.
+
+    The same random draws as the two in sequence (the scale, then the crop's top and left in the
+    scaled, padded image), and the same output within rounding: the crop window is mapped back to
+    a box of the source image, and only that box is resampled (PIL's ``resize(box=...)``, the same
+    filter and sample positions as a full resize). A full Cityscapes image scaled by 2 keeps 769²
+    of its 4096×2048 pixels, so this skips almost all of the resize.
+
+    Args:
+        size: crop ``(height, width)``, or one int for a square.
+        scale_range: ``(min, max)`` of the scale factor (0.5, 2.0 in the paper's recipe).
+        ignore_index: label value written into padding.
+        fill: image value written into padding.
+
+    Shape:
+        (H, W, 3), (H, W) -> (h, w, 3), (h, w)
+    """
+
+    def __init__(
+        self, size: int | Sequence[int], scale_range: tuple[float, float] = (0.5, 2.0), *, ignore_index: int = 255,
+        fill: int = 0,
+    ) -> None:
+        self.scale = RandomScale(*scale_range)  # checks the range
+        self.crop = RandomCrop(size, ignore_index=ignore_index, fill=fill)  # checks the size
+        self.size = self.crop.size
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None):
+        _check_pair(image, label)
+        rng = torch_seeded_rng() if rng is None else rng
+        scale = float(rng.uniform(self.scale.min, self.scale.max))  # RandomScale's draw
+        h, w = label.shape
+        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+        ch, cw = self.size
+        top = int(rng.integers(0, max(new_h, ch) - ch + 1))  # RandomCrop's draws, on the padded size
+        left = int(rng.integers(0, max(new_w, cw) - cw + 1))
+        bottom, right = min(top + ch, new_h), min(left + cw, new_w)  # the window's part inside the image
+        if (new_h, new_w) == (h, w):
+            image_part, label_part = image[top:bottom, left:right], label[top:bottom, left:right]
+        else:
+            sy, sx = new_h / h, new_w / w  # RandomScale's factors, per axis (sizes are rounded)
+            box = (left / sx, top / sy, right / sx, bottom / sy)
+            out = (right - left, bottom - top)
+            image_part = np.asarray(Image.fromarray(image).resize(out, Image.Resampling.BILINEAR, box=box))
+            lab = Image.fromarray(label if label.dtype == np.uint8 else label.astype(np.int32))
+            label_part = np.asarray(lab.resize(out, Image.Resampling.NEAREST, box=box)).astype(label.dtype, copy=False)
+        if image_part.shape[:2] == (ch, cw):
+            return image_part, label_part
+        crop_image = np.full((ch, cw, image.shape[2]), self.crop.fill, image.dtype)
+        crop_label = np.full((ch, cw), self.crop.ignore_index, label.dtype)
+        crop_image[: bottom - top, : right - left] = image_part
+        crop_label[: bottom - top, : right - left] = label_part
+        return crop_image, crop_label
+
+    def __repr__(self) -> str:
+        return f"RandomScaleCrop(size={self.size}, scale_range=({self.scale.min}, {self.scale.max}), " \
+               f"ignore_index={self.crop.ignore_index})"
+
+
 class RandomHorizontalFlip:
     """Mirror image and label left–right together with probability ``p``.
 
@@ -254,6 +316,63 @@ class ToTensorNormalize:
         return f"ToTensorNormalize(mean={self.mean}, std={self.std})"
 
 
+class ToTensor:
+    """uint8 HWC image → uint8 CHW tensor; label → a tensor of its own integer type (uint8 for
+    train ids): what a loader worker sends, 4 bytes per pixel instead of 20. :class:`Normalize`
+    finishes the job on the device, to the exact values of :class:`ToTensorNormalize`.
+
+    Shape:
+        (H, W, 3) uint8, (H, W) int -> (3, H, W) uint8, (H, W) same integer type
+    """
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None):
+        _check_pair(image, label)
+        if image.dtype != np.uint8:
+            raise TypeError(f"ToTensor takes uint8 images, got {image.dtype}")
+        label = np.ascontiguousarray(label)
+        if label.dtype not in (np.uint8, np.int16, np.int32, np.int64):
+            label = label.astype(np.int64)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(label)
+
+    def __repr__(self) -> str:
+        return "ToTensor()"
+
+
+class Normalize:
+    """Normalise a batch of uint8 images where it is: on the GPU, after the copy, in the engine.
+
+    The same arithmetic as :class:`ToTensorNormalize` (``(x − 255·mean) / (255·std)`` in float32,
+    or the BGR mean subtraction), so the result is bit-identical to normalising in the workers.
+    Float input is returned unchanged (it was normalised already).
+
+    Shape:
+        (N, 3, H, W) uint8 -> (N, 3, H, W) float32
+    """
+
+    def __init__(
+        self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, *, bgr_mean: bool = False
+    ) -> None:
+        self.spec = ToTensorNormalize(mean, std, bgr_mean=bgr_mean)  # checks mean and std
+        if self.spec.bgr_mean:
+            self._sub = torch.tensor(BGR_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+            self._div = None
+        else:
+            self._sub = (torch.tensor(self.spec.mean, dtype=torch.float32) * 255.0).view(1, 3, 1, 1)
+            self._div = (torch.tensor(self.spec.std, dtype=torch.float32) * 255.0).view(1, 3, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            return images
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"Normalize takes (N, 3, H, W) images, got shape {tuple(images.shape)}")
+        x = images.flip(1) if self.spec.bgr_mean else images  # RGB → BGR for the authors' mean
+        x = x.float().sub_(self._sub.to(x.device))
+        return x if self._div is None else x.div_(self._div.to(x.device))
+
+    def __repr__(self) -> str:
+        return repr(self.spec).replace("ToTensorNormalize", "Normalize")
+
+
 def train_transforms(
     crop_size: int | Sequence[int],
     scale_range: tuple[float, float] = (0.5, 2.0),
@@ -263,8 +382,11 @@ def train_transforms(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     bgr_mean: bool = False,
+    normalize: bool = True,
 ) -> Compose:
     """The paper's training augmentation: random scale, random crop (pad with ignore), flip, normalise.
+
+    Scale and crop are one step (:class:`RandomScaleCrop`: only the crop window is resampled).
 
     Args:
         crop_size: ``(height, width)`` or an int (769 for Cityscapes in the paper).
@@ -274,17 +396,21 @@ def train_transforms(
         mean: RGB mean for :class:`ToTensorNormalize`.
         std: RGB std for :class:`ToTensorNormalize`.
         bgr_mean: the authors' BGR mean subtraction instead of mean/std.
+        normalize: end with :class:`ToTensorNormalize`; ``False`` ends with :class:`ToTensor`
+            (uint8 out of the workers; the engine applies :class:`Normalize` on the device).
 
     Shape:
-        (H, W, 3) uint8, (H, W) -> (3, h, w) float32, (h, w) int64
+        (H, W, 3) uint8, (H, W) -> (3, h, w) float32, (h, w) int64 (``normalize=False``: uint8, the
+        label's integer type)
     """
     steps: list[JointTransform] = []
     if scale_range is not None and tuple(scale_range) != (1.0, 1.0):
-        steps.append(RandomScale(*scale_range))
-    steps.append(RandomCrop(crop_size, ignore_index=ignore_index))
+        steps.append(RandomScaleCrop(crop_size, tuple(scale_range), ignore_index=ignore_index))
+    else:  # the embedded benchmark's default: a crop alone, drawn as it always was
+        steps.append(RandomCrop(crop_size, ignore_index=ignore_index))
     if flip_p > 0:
         steps.append(RandomHorizontalFlip(flip_p))
-    steps.append(ToTensorNormalize(mean, std, bgr_mean=bgr_mean))
+    steps.append(ToTensorNormalize(mean, std, bgr_mean=bgr_mean) if normalize else ToTensor())
     return Compose(steps)
 
 

@@ -168,8 +168,14 @@ def evaluate(
     return results
 
 
-def finetune_stage_classifiers(model: nn.Module, loader_iter, cfg: TrainConfig, device: torch.device) -> list[float]:
-    """Sec. 4.3.1: freeze the trained model, train only the 1×1 classifiers on ``F`` and ``F_GA``."""
+def finetune_stage_classifiers(
+    model: nn.Module, loader_iter, cfg: TrainConfig, device: torch.device, *, to_device
+) -> list[float]:
+    """Sec. 4.3.1: freeze the trained model, train only the 1×1 classifiers on ``F`` and ``F_GA``.
+
+    ``to_device(images, targets, device)`` finishes each batch of ``loader_iter`` on the device
+    (:meth:`gald.data.build.SegmentationData.to_device`).
+    """
     net = unwrap(model)
     heads = list(net.stage_classifiers.values())
     if not heads:
@@ -185,8 +191,7 @@ def finetune_stage_classifiers(model: nn.Module, loader_iter, cfg: TrainConfig, 
     ce = nn.CrossEntropyLoss(ignore_index=cfg.ignore_index)
     losses = []
     for _ in tqdm(range(cfg.stage_iterations), desc="stage classifiers", disable=not dist.is_main(), leave=False):
-        images, targets = next(loader_iter)[:2]
-        images, targets = images.to(device), targets.to(device)
+        images, targets = to_device(*next(loader_iter)[:2], device)
         with torch.no_grad(), autocast(cfg, device):
             t = net.inspect(images)
         loss = 0.0
@@ -229,6 +234,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     run_dir = cfg.run_dir
 
     data = build_segmentation_data(cfg, rank=dist.rank(), world_size=world)
+    data.pin_memory = device.type == "cuda"  # page-locked batches: the copies below overlap compute
     model = build_model(model_config(cfg, data.num_classes))
     if cfg.activation_checkpointing:
         set_activation_checkpointing(model.backbone, True, policy=cfg.checkpoint_policy)
@@ -289,8 +295,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     bar = tqdm(range(start, end), desc="train", disable=not dist.is_main(), initial=start, total=cfg.iterations,
                mininterval=0.1 if sys.stderr.isatty() else 30)
     for step in bar:
-        images, targets = next(batches)
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images, targets = data.to_device(*next(batches), device)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         try:
@@ -323,7 +328,8 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
         dist.cleanup()
         return {"stopped_at": end}
 
-    stage_losses = finetune_stage_classifiers(model, data.train_batches(start_step=cfg.iterations), cfg, device)
+    stage_losses = finetune_stage_classifiers(model, data.train_batches(start_step=cfg.iterations), cfg, device,
+                                              to_device=data.to_device)
     results = evaluate(model, data.val_loader, evaluate_stages, device, cfg)
     final = results["out"]
     history["val"].append({"step": cfg.iterations, **{k: final.get(k) for k in _CURVE_KEYS}})
