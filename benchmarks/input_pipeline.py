@@ -159,7 +159,6 @@ def torchvision_v2(pair, seed, ctx):
     import torch
     from torchvision import tv_tensors
     from torchvision.io import decode_png, read_file
-    from torchvision.transforms import v2
     from torchvision.transforms.v2 import functional as F
 
     t = Timer()

@@ -4,7 +4,7 @@ import logging
 
 from .models import GA_MODULES, GALDNet, build_model, gald_resnet50, gald_resnet101, gald_tiny
 
-__version__ = "0.2.3"
+__version__ = "0.2.4"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
