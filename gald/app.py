@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from gald.config import bounded
+from gald.config import BACKENDS, bounded
 from gald.data.images import IMAGE_FORMATS, ImageError
 from gald.deploy.official import official_arch as _official_arch  # noqa: F401 (its name here until 0.2.0)
 from gald.engine.predictor import DEFAULT_CHECKPOINT, Predictor, default_checkpoint, load_predictor
@@ -561,6 +561,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=bounded(int, 1, 65535), default=7860, help="port to listen on")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--backend", default="torch", choices=BACKENDS,
+                        help="what computes the prediction: torch, or onnxruntime on gald's own ONNX export (CPU; "
+                             "the LD, stage, attribution and probe views still use torch)")
     parser.add_argument("--cache-seconds", type=bounded(int, 1), default=CACHE_SECONDS,
                         help="delete uploads and served images older than this, checked this often")
     parser.add_argument("--cache-mb", type=bounded(int, 1), default=CACHE_BYTES // 2**20,
@@ -578,6 +581,7 @@ def main(argv: list[str] | None = None) -> None:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, tighter than its default
     with command_errors(parser.prog, debug=args.debug):
         predictor = load_predictor(args.checkpoint, untrained=args.untrained, device=str(resolve_device(args.device)))
+        predictor.use_backend(args.backend)
     log.info("loaded %s (%s, %d classes)", predictor.source, predictor.kind, predictor.num_classes)
     demo = build_demo(predictor, cache_seconds=args.cache_seconds)
     guard_cache(demo, args.cache_mb * 2**20)

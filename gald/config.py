@@ -28,7 +28,7 @@ T = TypeVar("T")
 __all__ = [
     "RunConfig", "TrainConfig", "DetectionConfig", "add_config_arguments", "config_from_args", "load_config",
     "load_detection_config", "model_config", "detector_config", "recorded_train_config",
-    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "FIDELITY_MODES", "OUTPUT_STRIDES", "DETECTION_DATASETS", "HELP", "CHOICES",
+    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "BACKENDS", "FIDELITY_MODES", "OUTPUT_STRIDES", "DETECTION_DATASETS", "HELP", "CHOICES",
     "BOUNDS", "UnknownChoiceError", "bounded", "check_choice", "check_range", "lookup",
 ]
 
@@ -38,6 +38,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 ANNOTATIONS = ("fine", "coarse")  # Cityscapes gtFine / gtCoarse
 CHECKPOINT_POLICIES = ("full", "selective")  # activation checkpointing: whole blocks / keep 3x3 outputs
 NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors' Caffe BGR mean
+BACKENDS = ("torch", "onnxruntime")  # what runs a segmentation model's forward pass at inference
 FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
 OUTPUT_STRIDES = (8, 16, 32)  # backbone: layer3 and layer4 dilated | layer4 dilated | none
 DETECTION_DATASETS = ("synthetic", "voc", "coco")  # generated scenes | VOCdevkit | COCO

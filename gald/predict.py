@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from gald.config import bounded
+from gald.config import BACKENDS, bounded
 from gald.data.images import MAX_PIXELS, WHOLE_MAX_PIXELS, ImageError, image_size, read_image
 from gald.deploy.submission import train_ids_to_label_ids, write_label_png
 from gald.engine.inference import add_protocol_arguments, checkpoint_protocol, protocol_from_args
@@ -226,6 +226,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--nnpack", action="store_true",
                         help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
+    parser.add_argument("--backend", default="torch", choices=BACKENDS,
+                        help="what runs the network: torch, or onnxruntime on gald's own ONNX export (CPU; "
+                             "exported once at start; docs/speed.md compares them)")
     parser.add_argument("--alpha", type=bounded(float, 0, 1), default=0.5, help="overlay opacity of the prediction")
     parser.add_argument("--label-ids", action="store_true", help="also write dataset label ids (test-server format)")
     parser.add_argument("--ld-masks", action="store_true",
@@ -261,6 +264,7 @@ def _main(args: argparse.Namespace) -> int:
         normalization=args.normalization, device=device, ckpt=ckpt, nnpack=args.nnpack,
     )
     files = find_images(args.inputs)
+    predictor.use_backend(args.backend)
     log.info("%d images, checkpoint %s (%d classes, %s normalisation), %s", len(files), checkpoint,
              len(predictor.classes), predictor.normalization, predictor.protocol)  # fmt: skip
     if predictor.kind == "synthetic":

@@ -28,7 +28,9 @@ from torch.nn import functional as F
 from gald.data import synthetic
 from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, TRAIN_TO_LABEL
 from gald.data.transforms import ToTensorNormalize
+from gald.config import BACKENDS, check_choice
 from gald.deploy.nnpack import convert_to_nnpack
+from gald.deploy.ort import onnxruntime_model
 from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
 from gald.engine.inference import (
@@ -38,7 +40,7 @@ from gald.engine.inference import (
     infer,
     training_protocol,
 )
-from gald.errors import CheckpointError, MissingFileError
+from gald.errors import CheckpointError, ConfigError, MissingFileError
 from gald.models import gald_tiny, model_from_checkpoint, read_checkpoint, require_task
 from gald.models.state_dict import read_weights_file
 from gald.viz.overlays import default_palette
@@ -96,6 +98,7 @@ class Predictor:
         protocol: the test protocol of :meth:`predict` (from a checkpoint: the one it records).
         device: where the model runs.
         train_to_label: train id → dataset label id (test-server label ids), if the dataset has them.
+        runner: what :meth:`predict` runs (default: ``model``); :meth:`use_backend` sets it.
     """
 
     model: nn.Module
@@ -110,6 +113,29 @@ class Predictor:
     protocol: TestProtocol = dataclasses.field(default_factory=TestProtocol)
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     train_to_label: list[int] | None = None
+    runner: nn.Module | None = None
+
+    @property
+    def backend(self) -> str:
+        """``"torch"``, or ``"onnxruntime"`` once :meth:`use_backend` switched it."""
+        return "torch" if self.runner is None else "onnxruntime"
+
+    def use_backend(self, backend: str, *, threads: int | None = None) -> Predictor:
+        """Run :meth:`predict` with ``backend`` (one of :data:`gald.config.BACKENDS`): ``"onnxruntime"``
+        exports the model once and runs its ONNX graph (:func:`gald.deploy.ort.onnxruntime_model`).
+        Returns ``self``.
+
+        Raises:
+            UnknownChoiceError: not a backend; ConfigError: onnxruntime is missing, or a GPU model.
+        """
+        check_choice("backend", backend, BACKENDS)
+        if backend == "torch":
+            self.runner = None
+        elif self.runner is None:
+            if self.device.type != "cpu":
+                raise ConfigError("--backend onnxruntime runs on the CPU: use --device cpu")
+            self.runner = onnxruntime_model(self.model, threads=threads)
+        return self
 
     @classmethod
     def from_checkpoint(
@@ -203,7 +229,7 @@ class Predictor:
         Shape:
             (H, W, 3) uint8 -> (H, W) int64
         """
-        return infer(self.model, self.tensor(image), self.protocol)["out"][0].argmax(0).cpu().numpy()
+        return infer(self.model if self.runner is None else self.runner, self.tensor(image), self.protocol)["out"][0].argmax(0).cpu().numpy()
 
     @torch.inference_mode()
     def ld_mask(self, image: np.ndarray, max_side: int | None = None) -> torch.Tensor | None:
