@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # _results, beside this script
+from _results import machine, write_json  # noqa: E402
 SIZES = {"benchmark scene 128×256": (128, 256), "largest view 512×1024": (512, 1024)}
 
 
@@ -72,16 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "repeats": repeats,
         "torch": torch.__version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "target_s": {"click": 2.0},
         "results": rows,
     }
     print(json.dumps(record, indent=2))
     if not args.smoke:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
+        write_json(record, args.out)
     return 0
 
 

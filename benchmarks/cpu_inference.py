@@ -9,6 +9,8 @@ weights: speed does not depend on their values) in the paper's and the official 
 * ``eager`` — ``model.eval()`` under ``torch.inference_mode()``;
 * ``optimized`` — :func:`gald.deploy.fuse.optimize_for_inference` (BatchNorm folded, channels-last);
 * ``optimized + nnpack`` — and the head's wide 3×3 convolutions on NNPACK;
+* ``compiled`` (with ``--compile``) — ``torch.compile`` of ``optimized`` with Inductor's freezing
+  (weights folded into the graph as constants); its compile time is reported apart;
 * ``onnxruntime`` — gald's ONNX export (:func:`gald.deploy.export.export_onnx`) of the same model,
   re-exported with this row's static shape, graph optimisation level ALL, ``intra_op_num_threads``
   = ``--threads``, one inter-op thread.
@@ -23,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # _results, beside this script
+from _results import machine, write_json  # noqa: E402
 ROWS = {
     "tiny-128x256": ("tiny", None, (128, 256)),
     "r50-paper-513": ("gald_resnet50", "paper", (513, 513)),
@@ -71,7 +75,7 @@ def ort_session(model, size, threads: int, folder: str):
     return session, export_s
 
 
-def run_row(name: str, repeats: int, threads: int) -> dict:
+def run_row(name: str, repeats: int, threads: int, compile: bool = False) -> dict:
     import numpy as np
     import torch
 
@@ -85,6 +89,17 @@ def run_row(name: str, repeats: int, threads: int) -> dict:
         "optimized": optimize_for_inference(model),
         "optimized + nnpack": optimize_for_inference(model, nnpack=True),
     }
+    compile_s = None
+    if compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # parameters become graph constants: eval-only, as here
+        compiled = torch.compile(paths["optimized"])
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            compiled(x)
+        compile_s = time.perf_counter() - t0
+        paths["compiled"] = compiled
     with tempfile.TemporaryDirectory() as folder:
         session, export_s = ort_session(model, size, threads, folder)
         feed = {"images": x.numpy()}
@@ -110,6 +125,7 @@ def run_row(name: str, repeats: int, threads: int) -> dict:
         "labels_equal_to_eager": {k: round(v, 6) for k, v in agree.items()},
         "best_gald_path": best, "best_over_onnxruntime": round(medians[best] / medians["onnxruntime"], 3),
         "onnx_export_s": round(export_s, 1),
+        **({"compile_s": round(compile_s, 1)} if compile_s is not None else {}),
     }
 
 
@@ -118,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (freezing) of the optimized model")
     parser.add_argument("--smoke", action="store_true", help="the tiny row, two repeats, nothing written")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cpu_inference.json"))
     args = parser.parse_args(argv)
@@ -129,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+    command = "python benchmarks/cpu_inference.py" + (" --compile" if args.compile else "") + (
+        f" --rows {args.rows}" if args.rows != ",".join(ROWS) else "") + (f" --repeats {args.repeats}" if args.repeats != 10 else "")
     results = {}
     for name in rows:
-        results[name] = run_row(name, 2 if args.smoke else args.repeats, args.threads)
+        results[name] = {"command": command, **run_row(name, 2 if args.smoke else args.repeats, args.threads, args.compile)}
         print(name, json.dumps(results[name]["median_s"]), results[name]["best_over_onnxruntime"], flush=True)
         if not args.smoke:  # each row as it finishes: a long run keeps what it measured
             _write(args, results, torch)
@@ -139,25 +158,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(args, results: dict, torch) -> None:
+    """Merge this run's rows into the result file (each row names the command that measured it)."""
     import onnxruntime as ort
 
     previous = {}
     if os.path.isfile(args.out):
         with open(args.out) as f:
-            previous = json.load(f).get("rows", {})
+            old = json.load(f)
+        previous = {k: {"command": old.get("command"), **v} for k, v in old.get("rows", {}).items()}
     record = {
-        "command": "python benchmarks/cpu_inference.py",
-        "threads": args.threads, "repeats": args.repeats, "batch": 1,
+        "threads": args.threads, "batch": 1,
         "torch": torch.__version__, "onnxruntime": ort.__version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "rows": {**previous, **results},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, args.out)
+    write_json(record, args.out)
 
 
 if __name__ == "__main__":

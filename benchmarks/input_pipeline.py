@@ -38,8 +38,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # _results, beside this script
+from _results import machine, write_json  # noqa: E402
 CROP = 769
 SCALES = (0.5, 2.0)
 STAGES = ("decode", "labels", "augment", "normalise")
@@ -328,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                   "mean_reencoded_image_png_mb": round(statistics.mean(up_sizes) / 1e6, 2),
                   "mean_stored_image_png_mb": round(statistics.mean(stored_sizes) / 1e6, 2)},
         "samples_per_pipeline": passes * len(pairs), "threads": 1, "crop": CROP, "scale_range": list(SCALES),
-        "torch": torch.__version__, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "torch": torch.__version__, "machine": machine(),
         "ms_per_sample": rows,
         "gald_device_normalise_ms_on_this_cpu": round(statistics.mean(device_norm), 2),
         "decoders_ms": decoders(pairs[:4], 1 if args.smoke else 3),
@@ -346,10 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         record["opencv"] = cv2.__version__
     print(json.dumps(record, indent=2))
     if not args.smoke:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
+        write_json(record, args.out)
     return 0
 
 

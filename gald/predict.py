@@ -225,7 +225,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="predictions", help="output folder")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--nnpack", action="store_true",
-                        help="CPU: compute the wide 3×3 convolutions with NNPACK (faster; equal to fp32 rounding)")
+                        help="CPU: the fastest in-process path: BatchNorm folded, channels-last, the wide 3×3 "
+                             "convolutions on NNPACK (equal to fp32 rounding; docs/speed.md)")
     parser.add_argument("--backend", default="torch", choices=BACKENDS,
                         help="what runs the network: torch, or onnxruntime on gald's own ONNX export (CPU; "
                              "exported once at start; docs/speed.md compares them)")

@@ -26,3 +26,12 @@ def test_input_pipeline_smoke(tmp_path, capsys):
     for row in rows.values():
         assert row["total"] > 0 and abs(row["total"] - sum(row[s] for s in ("decode", "labels", "augment", "normalise"))) < 0.05
     assert set(record["targets"]) >= {"non_decode_speedup_vs_torchvision_v2 (>= 1.3)"}
+
+
+def test_cpu_inference_smoke(tmp_path, capsys):
+    out = tmp_path / "never-written.json"
+    assert _load("cpu_inference").main(["--smoke", "--out", str(out), "--threads", "1"]) == 0
+    assert not out.exists()
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("tiny-128x256")][0]
+    medians = json.loads(line.split(" ", 1)[1].rsplit(" ", 1)[0])
+    assert set(medians) == {"eager", "optimized", "optimized + nnpack", "onnxruntime"} and min(medians.values()) > 0

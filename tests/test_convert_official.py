@@ -98,9 +98,11 @@ def test_converted_checkpoints_run_in_predict_and_evaluate(tmp_path):
     res = evaluate_checkpoint(str(tmp_path / "gald.pt"), dataset="cityscapes", data_root=str(tmp_path / "cs"), stages=False)
     assert res["images"] == 1 and res["normalization"] == "bgr_mean" and 0 <= res["out"]["mIoU"] <= 100
 
-    # --nnpack: the head's 2048→512, 512→512 and 2560→512 convolutions (and the aux head's) go through NNPACK
+    # --nnpack: predict() runs an optimized copy (BN folded, channels-last) whose head's 2048→512, 512→512
+    # and 2560→512 convolutions (and the aux head's) go through NNPACK; the model itself is unchanged
     fast = Predictor.from_checkpoint(str(tmp_path / "gald.pt"), nnpack=True)
-    assert sum(isinstance(m, NNPACKConv2d) for m in fast.model.modules()) == 4
+    assert sum(isinstance(m, NNPACKConv2d) for m in fast.runner.modules()) == 4
+    assert not any(isinstance(m, NNPACKConv2d) for m in fast.model.modules()) and fast.backend == "torch"
     assert (fast.predict(image) == pred).mean() > 0.999
     res_fast = evaluate_checkpoint(str(tmp_path / "gald.pt"), dataset="cityscapes", data_root=str(tmp_path / "cs"),
                                    stages=False, nnpack=True)  # fmt: skip

@@ -29,8 +29,8 @@ from gald.data import synthetic
 from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, TRAIN_TO_LABEL
 from gald.data.transforms import ToTensorNormalize
 from gald.config import BACKENDS, check_choice
-from gald.deploy.nnpack import convert_to_nnpack
-from gald.deploy.ort import onnxruntime_model
+from gald.deploy.fuse import optimize_for_inference
+from gald.deploy.ort import OnnxRuntimeModel, onnxruntime_model
 from gald.deploy.official import load_official, official_arch
 from gald.engine.checkpoint import load_checkpoint
 from gald.engine.inference import (
@@ -98,7 +98,9 @@ class Predictor:
         protocol: the test protocol of :meth:`predict` (from a checkpoint: the one it records).
         device: where the model runs.
         train_to_label: train id → dataset label id (test-server label ids), if the dataset has them.
-        runner: what :meth:`predict` runs (default: ``model``); :meth:`use_backend` sets it.
+        runner: what :meth:`predict` runs instead of ``model``: the optimized copy of
+            ``from_checkpoint(nnpack=True)``, or ONNX Runtime (:meth:`use_backend`); ``model`` itself
+            keeps serving the LD masks, stages and attribution.
     """
 
     model: nn.Module
@@ -118,7 +120,7 @@ class Predictor:
     @property
     def backend(self) -> str:
         """``"torch"``, or ``"onnxruntime"`` once :meth:`use_backend` switched it."""
-        return "torch" if self.runner is None else "onnxruntime"
+        return "onnxruntime" if isinstance(self.runner, OnnxRuntimeModel) else "torch"
 
     def use_backend(self, backend: str, *, threads: int | None = None) -> Predictor:
         """Run :meth:`predict` with ``backend`` (one of :data:`gald.config.BACKENDS`): ``"onnxruntime"``
@@ -130,8 +132,9 @@ class Predictor:
         """
         check_choice("backend", backend, BACKENDS)
         if backend == "torch":
-            self.runner = None
-        elif self.runner is None:
+            if self.backend == "onnxruntime":
+                self.runner = None
+        elif self.backend != "onnxruntime":
             if self.device.type != "cpu":
                 raise ConfigError("--backend onnxruntime runs on the CPU: use --device cpu")
             self.runner = onnxruntime_model(self.model, threads=threads)
@@ -155,16 +158,15 @@ class Predictor:
             normalization: override the input normalisation the checkpoint records.
             device: torch device of the model.
             ckpt: the checkpoint's content, if the caller has read it already.
-            nnpack: compute the wide 3×3 convolutions with NNPACK on CPU
-                (:func:`gald.deploy.nnpack.convert_to_nnpack`).
+            nnpack: predict with the fastest in-process CPU path, an optimized copy of the model
+                (:func:`gald.deploy.fuse.optimize_for_inference`: BatchNorm folded, channels-last,
+                the wide 3×3 convolutions on NNPACK) as :attr:`runner`.
 
         Raises:
             ValueError: the checkpoint's class names do not match its classifier.
         """
         ckpt = read_checkpoint(path) if ckpt is None else ckpt
         model = model_from_checkpoint(ckpt, what=str(path), task="segmentation").to(device).eval()
-        if nnpack:
-            convert_to_nnpack(model)
         k = model.num_classes
         classes = [str(c) for c in ckpt.get("classes") or []] or [f"class_{i}" for i in range(k)]
         if len(classes) != k:
@@ -188,6 +190,7 @@ class Predictor:
             normalization=checkpoint_normalization(ckpt, normalization),
             ld_effect=dict(ckpt.get("ld_effect") or _card(Path(path)).get("ld_effect") or {}),
             protocol=protocol or checkpoint_protocol(ckpt), device=torch.device(device), train_to_label=train_to_label,
+            runner=optimize_for_inference(model, nnpack=True) if nnpack else None,
         )  # fmt: skip
 
     @property

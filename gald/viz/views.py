@@ -198,7 +198,7 @@ def analyze(predictor: Predictor, image: np.ndarray, *, max_side: int = MAX_SIDE
 
         stages = {"fcn": labels(out.get("logits_fcn")), "ga": labels(out.get("logits_ga")), "gald": labels(out["out"])}
         one_pass = predictor.protocol.mode == "whole" and len(predictor.protocol.scales) == 1 and not predictor.protocol.flip
-        if one_pass and view is image and predictor.backend == "torch":
+        if one_pass and view is image and predictor.runner is None:
             full = stages["gald"]  # the pass above is the protocol's
         else:  # the checkpoint's protocol at full resolution (and backend), as python -m gald.predict runs it
             full = predictor.predict(image).astype(np.int32)

@@ -1,0 +1,22 @@
+"""What every benchmark's result file records, written the same way (imported by the scripts here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+
+
+def machine() -> dict:
+    """The machine a result was measured on."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def write_json(record: dict, path: str) -> None:
+    """Write ``record`` to ``path`` atomically (a temporary file renamed into place)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
