@@ -35,3 +35,11 @@ def test_cpu_inference_smoke(tmp_path, capsys):
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("tiny-128x256")][0]
     medians = json.loads(line.split(" ", 1)[1].rsplit(" ", 1)[0])
     assert set(medians) == {"eager", "optimized", "optimized + nnpack", "onnxruntime"} and min(medians.values()) > 0
+
+
+def test_train_profile_smoke(tmp_path, capsys):
+    out = tmp_path / "never-written.json"
+    assert _load("train_profile").main(["--smoke", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(printed[printed.index("{"):])
+    assert not out.exists() and abs(sum(record["self_cpu_share_percent"].values()) - 100) < 0.5
