@@ -277,13 +277,15 @@ class Page:
             old.rmdir()
         return path
 
-    def segment(self, image, alpha: float = 0.5, channel: int = 0, scale: str = "unit", stage: str = "gald") -> dict[str, Any]:
+    def segment(
+        self, image, alpha: float = 0.5, channel: int = 0, scale: str = "unit", stage: str = "gald"
+    ) -> dict[str, Any]:
         """Segment an image (a file path, or an array) and draw every view of it.
 
         Returns:
-            ``overlay`` (enlarged by :meth:`zoom`), ``legend`` (HTML), ``areas`` ({class: fraction}), ``labels`` (the label
-            map's PNG path), ``ld_mean``, ``ld_max``, ``ld_channel``, ``ld_bars`` (three HTML colour
-            bars), ``stages`` (gallery items), ``attribution`` and ``attribution_text`` (Grad-CAM of
+            ``overlay`` (enlarged by :meth:`zoom`), ``legend`` (HTML), ``areas`` ({class: fraction}),
+            ``labels`` (the label map's PNG path), ``ld_mean``, ``ld_max``, ``ld_channel``,
+            ``ld_bars`` (three HTML colour bars), ``stages`` (gallery items), ``attribution`` and ``attribution_text`` (Grad-CAM of
             the largest class at ``stage``), ``cls`` (that class), ``probe``/``probe_text``/
             ``probe_html`` and ``swap``/``swap_text`` (cleared: they need a click), ``state`` (the
             analysis) and ``status``.

@@ -175,7 +175,9 @@ class SegmentationData:
     #: page-locked batches, for fast non-blocking copies to a GPU (the engine sets it on CUDA)
     pin_memory: bool = False
 
-    def to_device(self, images: torch.Tensor, targets: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def to_device(
+        self, images: torch.Tensor, targets: torch.Tensor, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A training batch on ``device``: images normalised there (float32, the values
         :class:`~gald.data.transforms.ToTensorNormalize` gives), targets as int64.
 

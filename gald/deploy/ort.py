@@ -47,7 +47,9 @@ class OnnxRuntimeModel(nn.Module):
         return {"out": torch.from_numpy(self.session.run(["logits"], {"images": x})[0]).to(images.device)}
 
 
-def onnxruntime_model(model: nn.Module, *, threads: int | None = None, example_size: tuple[int, int] = (128, 256)) -> OnnxRuntimeModel:
+def onnxruntime_model(
+    model: nn.Module, *, threads: int | None = None, example_size: tuple[int, int] = (128, 256)
+) -> OnnxRuntimeModel:
     """Export ``model`` to ONNX with dynamic shapes and load it in onnxruntime (CPU).
 
     Args:

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gald.config import BACKENDS, check_choice
 from gald.data import synthetic
 from gald.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, TRAIN_TO_LABEL
 from gald.data.transforms import ToTensorNormalize
-from gald.config import BACKENDS, check_choice
 from gald.deploy.fuse import optimize_for_inference
 from gald.deploy.ort import OnnxRuntimeModel, onnxruntime_model
 from gald.deploy.official import load_official, official_arch
@@ -232,7 +232,8 @@ class Predictor:
         Shape:
             (H, W, 3) uint8 -> (H, W) int64
         """
-        return infer(self.model if self.runner is None else self.runner, self.tensor(image), self.protocol)["out"][0].argmax(0).cpu().numpy()
+        runner = self.model if self.runner is None else self.runner
+        return infer(runner, self.tensor(image), self.protocol)["out"][0].argmax(0).cpu().numpy()
 
     @torch.inference_mode()
     def ld_mask(self, image: np.ndarray, max_side: int | None = None) -> torch.Tensor | None:

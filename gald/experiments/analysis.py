@@ -46,7 +46,9 @@ def effective_receptive_field(
     return _margin_gradient(model, image, y, x, lambda logits: classes)[0]
 
 
-def _margin_gradient(model: torch.nn.Module, image: torch.Tensor, y: int, x: int, pick) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+def _margin_gradient(
+    model: torch.nn.Module, image: torch.Tensor, y: int, x: int, pick
+) -> tuple[torch.Tensor, list[int], torch.Tensor]:
     """One forward and backward pass: |∂ margin / ∂ image| summed over colours, the classes
     ``pick(logits at the pixel)`` chose, and those logits."""
     model.eval()

@@ -316,7 +316,9 @@ def colorbar_html(vmin: float, vmax: float, *, cmap: str = "viridis", label: str
     )
 
 
-def mark_point(image: np.ndarray, y: int, x: int, *, color: Color = (255, 0, 255), size: int | None = None) -> np.ndarray:
+def mark_point(
+    image: np.ndarray, y: int, x: int, *, color: Color = (255, 0, 255), size: int | None = None
+) -> np.ndarray:
     """A copy of ``image`` with a cross-hair centred on pixel ``(y, x)`` (a gap left at the pixel itself).
 
     Shape:

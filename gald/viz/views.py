@@ -140,7 +140,9 @@ def load_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
 # The views (numpy in, numpy out)
 
 
-def check_whole_pass(predictor: Predictor, size: tuple[int, int], max_whole_pixels: int | None = WHOLE_MAX_PIXELS) -> None:
+def check_whole_pass(
+    predictor: Predictor, size: tuple[int, int], max_whole_pixels: int | None = WHOLE_MAX_PIXELS
+) -> None:
     """Refuse an image too large for one whole-image pass under ``predictor``'s protocol, as
     ``python -m gald.predict`` does, with the memory it would need.
 
@@ -197,7 +199,8 @@ def analyze(predictor: Predictor, image: np.ndarray, *, max_side: int = MAX_SIDE
             return resize(logits, view.shape[:2], model.align_corners).argmax(1)[0].cpu().numpy().astype(np.int32)
 
         stages = {"fcn": labels(out.get("logits_fcn")), "ga": labels(out.get("logits_ga")), "gald": labels(out["out"])}
-        one_pass = predictor.protocol.mode == "whole" and len(predictor.protocol.scales) == 1 and not predictor.protocol.flip
+        protocol = predictor.protocol
+        one_pass = protocol.mode == "whole" and len(protocol.scales) == 1 and not protocol.flip
         if one_pass and view is image and predictor.runner is None:
             full = stages["gald"]  # the pass above is the protocol's
         else:  # the checkpoint's protocol at full resolution (and backend), as python -m gald.predict runs it
@@ -265,7 +268,8 @@ def ld_colorbars(analysis: dict[str, Any], channel: int = 0, scale: str = "unit"
     mask = analysis.get("mask")
     if mask is None:
         return None
-    return tuple(overlays.colorbar_html(lo, hi, label=f"M, {name}") for name, _, (lo, hi) in _ld_maps(mask, channel, scale))
+    maps = _ld_maps(mask, channel, scale)
+    return tuple(overlays.colorbar_html(lo, hi, label=f"M, {name}") for name, _, (lo, hi) in maps)
 
 
 def stage_views(predictor: Predictor, analysis: dict[str, Any], alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
@@ -375,7 +379,8 @@ def probe_view(
     )
     if peak <= 0:
         caption += " The gradient is zero everywhere: the decision does not depend on the input here."
-    parts = [overlays.colorbar_html(0.0, peak if peak > 0 else 1.0, cmap="inferno", label="share of the gradient per pixel")]
+    top = peak if peak > 0 else 1.0
+    parts = [overlays.colorbar_html(0.0, top, cmap="inferno", label="share of the gradient per pixel")]
     if analysis.get("mask") is not None:
         gate = ld_gate(analysis["mask"], y, x, (h, w), groups=PROBE_GROUPS)
         rows = ['<table class="gald-gate" style="width:auto;border-collapse:collapse;font-size:0.9em">',
