@@ -654,3 +654,18 @@ def test_latency_benchmark_smoke(capsys):
     assert bench.main(["--smoke", "--out", "/nonexistent/never-written.json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert set(record["results"]["benchmark scene 128×256"]) == {"segment", "click", "swap_sky"}
+
+
+def test_the_sky_swap_matches_the_generators_exact_twins(shipped):
+    """Repainting the predicted sky moves the shipped model's ground as the generator's exact twin does."""
+    from gald.data.synthetic import swap_sky
+
+    road = CLASSES.index("road")
+    for index in (0, 4, 5, 7):
+        scene = make_scene(0, index, split="val")
+        sky = shipped.predict(scene.image) == CLASSES.index("sky")
+        swapped, cue = swap_sky(scene.image, sky)
+        twin = make_scene(0, index, split="val", cue=cue)
+        ground = np.isin(scene.label, (road, CLASSES.index("terrain")))
+        ours, exact = ((shipped.predict(x)[ground] == road).mean() for x in (swapped, twin.image))
+        assert abs(ours - exact) < 0.01, (index, ours, exact)
