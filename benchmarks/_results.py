@@ -20,3 +20,10 @@ def write_json(record: dict, path: str) -> None:
         json.dump(record, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def report(record: dict, path: str, *, write: bool = True) -> None:
+    """Print ``record`` as JSON and, unless ``write`` is false (a ``--smoke`` run), write it to ``path``."""
+    print(json.dumps(record, indent=2))
+    if write:
+        write_json(record, path)

@@ -13,7 +13,6 @@ writes nothing (for CI).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,7 +20,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # _results, beside this script
-from _results import machine, write_json  # noqa: E402
+from _results import machine, report  # noqa: E402
 SIZES = {"benchmark scene 128×256": (128, 256), "largest view 512×1024": (512, 1024)}
 
 
@@ -78,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_s": {"click": 2.0},
         "results": rows,
     }
-    print(json.dumps(record, indent=2))
-    if not args.smoke:
-        write_json(record, args.out)
+    report(record, args.out, write=not args.smoke)
     return 0
 
 

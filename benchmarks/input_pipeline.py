@@ -36,7 +36,6 @@ pipeline once and writes nothing (CI).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -49,7 +48,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # _results, beside this script
-from _results import machine, write_json  # noqa: E402
+from _results import machine, report  # noqa: E402
 CROP = 769
 SCALES = (0.5, 2.0)
 STAGES = ("decode", "labels", "augment", "normalise")
@@ -346,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         import cv2
 
         record["opencv"] = cv2.__version__
-    print(json.dumps(record, indent=2))
-    if not args.smoke:
-        write_json(record, args.out)
+    report(record, args.out, write=not args.smoke)
     return 0
 
 

@@ -11,14 +11,13 @@ step of a smaller model and writes nothing (CI).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # _results, beside this script
-from _results import machine, write_json  # noqa: E402
+from _results import machine, report  # noqa: E402
 
 GROUPS = {  # operator name fragment -> group (first match wins)
     "convolution_backward": "convolution backward",
@@ -99,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "scene_generation_ms_each": round(1000 * scene_s, 2),
         "scenes_generated_once": cfg.num_train + cfg.num_val,
     }
-    print(json.dumps(record, indent=2))
-    if not args.smoke:
-        write_json(record, args.out)
+    report(record, args.out, write=not args.smoke)
     return 0
 
 
