@@ -250,7 +250,8 @@ class Page:
             self._tmp = tempfile.TemporaryDirectory(prefix="gald-app-labels-")
             label_dir = self._tmp.name
         self.label_dir = Path(label_dir)
-        self._count = 0
+        # numbered after any folders already there, so the newest folder always sorts last
+        self._count = max((int(f.name) for f in self.label_dir.glob("[0-9]" * 6)), default=0)
 
     @staticmethod
     def zoom(analysis: dict) -> int:
@@ -418,7 +419,7 @@ def build_demo(
         banner = model_banner(predictor)
         if banner:
             gr.Markdown(banner, elem_id="model-banner")
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=cache_seconds)  # a session's analysis, dropped with its files
         with gr.Row():
             with gr.Column(scale=1):
                 image_in = _image_input(type="filepath", image_mode=None, label="Image", height=240,
@@ -449,7 +450,7 @@ def build_demo(
                             "masks without running the model.")
                 gr.Markdown(ld_effect_markdown(predictor), elem_id="ld-effect")
                 ld_scale = gr.Radio([("fixed [0, 1]", "unit"), ("per-map min–max", "minmax")], value="unit",
-                                    label="Colour scale", elem_id="ld-scale")
+                                    label="Colour scale", elem_id="ld-scale", interactive=n_ld > 0)
                 channel = gr.Slider(0, max(n_ld - 1, 0), value=0, step=1, label=f"LD channel (0–{max(n_ld - 1, 0)})",
                                     interactive=n_ld > 0, elem_id="ld-channel")
                 with gr.Row():

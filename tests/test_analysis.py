@@ -53,6 +53,7 @@ def test_context_probe_of_a_local_model_stays_at_the_pixel():
     assert abs(probe["margin"] - float(logits[top2[0]] - logits[top2[1]])) < 1e-5
     assert probe["field"].shape == (16, 20) and abs(float(probe["field"].sum()) - 1) < 1e-6
     assert probe["field"][5, 7] == probe["field"].max() and probe["far_share"] == 0.0
+    assert all(p.grad is None for p in model.parameters())  # only the input's gradient is taken
 
 
 def test_context_probe_of_a_global_model_reaches_far_and_takes_a_chosen_class():

@@ -396,6 +396,8 @@ def test_page_keeps_a_few_label_files(shipped, tmp_path):
     paths = [Path(page.segment(image)["labels"]) for _ in range(page.KEEP_LABEL_FILES + 2)]
     assert [p.is_file() for p in paths] == [False] * 2 + [True] * page.KEEP_LABEL_FILES
     assert len(list(tmp_path.iterdir())) == page.KEEP_LABEL_FILES
+    again = Path(app.Page(shipped, label_dir=tmp_path).segment(image)["labels"])  # a new page, the same folder
+    assert again.is_file() and again.parent.name > paths[-1].parent.name
 
 
 def test_probe_view(shipped, analysis):

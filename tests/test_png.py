@@ -38,13 +38,28 @@ def test_write_png_refuses_what_it_cannot_store(tmp_path):
             write_png(bad, tmp_path / "x.png")
 
 
+def _write_rgb16(path):
+    """A 2×2 16-bit RGB PNG, written by hand (PIL cannot write one)."""
+    import struct
+
+    rows = b"".join(b"\x00" + bytes(range(12)) for _ in range(2))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def test_reencode_png_keeps_the_pixels_and_copies_other_files(tmp_path):
     Image.fromarray(_photo()).save(tmp_path / "rgb.png")
     Image.fromarray(np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000).save(tmp_path / "deep.png")  # 16-bit
     Image.fromarray(_photo(channels=1)).convert("P").save(tmp_path / "pal.png")
+    Image.fromarray(_photo()).save(tmp_path / "shown.png", transparency=(0, 0, 0))  # a chunk that changes display
+    _write_rgb16(tmp_path / "rgb16.png")  # PIL reads 16-bit RGB as truncated 8-bit "RGB": must be copied
     (tmp_path / "meta.json").write_text("{}")
     assert reencode_png(tmp_path / "rgb.png", tmp_path / "out" / "rgb.png")
-    for name in ("deep.png", "pal.png", "meta.json"):
+    for name in ("deep.png", "pal.png", "shown.png", "rgb16.png", "meta.json"):
         assert not reencode_png(tmp_path / name, tmp_path / "out" / name)
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / name).read_bytes()
     with Image.open(tmp_path / "out" / "rgb.png") as a, Image.open(tmp_path / "rgb.png") as b:
@@ -76,3 +91,6 @@ def test_reencode_tree_mirrors_the_dataset_and_never_writes_into_the_source(tmp_
         reencode_tree(src, src / "up", progress=False)
     with pytest.raises(InputFileError, match="no such folder"):
         reencode_tree(tmp_path / "nope", tmp_path / "x", progress=False)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OutputExistsError, match="is a file"):
+        reencode_tree(src, tmp_path / "a-file", progress=False)

@@ -178,6 +178,7 @@ def test_random_scale_crop_resamples_only_the_window_with_the_same_draws(crop, s
     """The fused step equals RandomScale then RandomCrop (same generator state): labels exactly,
     images within one grey level on a few pixels (PIL's box resize rounds its bounds)."""
     image, label = pair(57, 83)
+    label = (label * 7 + np.arange(83)[None, :] % 5).astype(np.uint8)  # many values: every index shows
     for seed in range(12):
         fused = RandomScaleCrop(crop, scales)(image, label, np.random.default_rng(seed))
         rng = np.random.default_rng(seed)
@@ -186,6 +187,31 @@ def test_random_scale_crop_resamples_only_the_window_with_the_same_draws(crop, s
         np.testing.assert_array_equal(fused[1], reference[1])
         diff = np.abs(fused[0].astype(int) - reference[0].astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.02, (seed, diff.max(), (diff > 0).mean())
+
+
+def test_random_scale_crop_labels_are_exact_at_cityscapes_size():
+    rng = np.random.default_rng(1)
+    label = rng.integers(0, 34, (1024, 2048), dtype=np.uint8)
+    image = np.zeros((1024, 2048, 3), np.uint8)
+    for seed in range(4):
+        fused = RandomScaleCrop(769, (0.5, 2.0))(image, label, np.random.default_rng(seed))[1]
+        r = np.random.default_rng(seed)
+        reference = RandomCrop(769)(*RandomScale(0.5, 2.0)(image, label, r), r)[1]
+        np.testing.assert_array_equal(fused, reference)
+
+
+def test_to_tensor_copies_read_only_arrays():
+    import warnings
+
+    image, label = pair()
+    before = image.copy(), label.copy()
+    image.flags.writeable = label.flags.writeable = False  # as PIL decodes them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it is handed a read-only array
+        x, y = ToTensor()(image, label)
+    x += 1
+    y += 1  # the tensors are the worker's own, not views of the decoded arrays
+    assert (image == before[0]).all() and (label == before[1]).all()
 
 
 def test_random_scale_crop_pads_and_keeps_wide_labels():

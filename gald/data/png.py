@@ -68,20 +68,28 @@ def write_png(array: np.ndarray, path: str | os.PathLike, *, level: int = 6) -> 
     return path
 
 
+#: ancillary PNG chunks that change how pixels are shown: a file with any of them is copied, not re-encoded
+_KEEP_INFO = ("transparency", "icc_profile", "gamma", "chromaticity", "srgb", "exif")
+
+
 def _decoded(path: Path) -> np.ndarray | None:
-    """The pixels of an 8-bit grayscale or RGB PNG, or ``None`` for any other file."""
+    """The pixels of a plain 8-bit grayscale or RGB PNG, or ``None`` for any other file (16-bit
+    samples, which PIL reads truncated, palettes, alpha, or chunks that affect display)."""
     try:
         with Image.open(path) as img:
-            if img.format != "PNG" or img.mode not in ("L", "RGB"):
+            args = img.tile[0].args if img.tile else None  # the decoder's raw mode: "RGB", "RGB;16B", ...
+            rawmode = args if isinstance(args, str) else (args[0] if args else None)
+            plain = img.format == "PNG" and img.mode in ("L", "RGB") and rawmode == img.mode
+            if not plain or any(key in img.info for key in _KEEP_INFO):
                 return None
             return np.asarray(img)
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise InputFileError(f"{path}: not a readable image ({err})") from None
 
 
 def reencode_png(src: str | os.PathLike, dst: str | os.PathLike, *, level: int = 6) -> bool:
     """Re-encode ``src`` into ``dst`` with the Up filter and check that ``dst`` decodes to the same
-    pixels; a file that is not an 8-bit grayscale or RGB PNG is copied unchanged.
+    pixels; any other file (not a plain 8-bit grayscale or RGB PNG) is copied unchanged.
 
     Returns:
         Whether the file was re-encoded (``False``: copied).
@@ -132,6 +140,8 @@ def reencode_tree(src: str | os.PathLike, dst: str | os.PathLike, *, level: int 
         raise InputFileError(f"--src {src}: no such folder")
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise ConfigError(f"--out {dst} is inside --src {src}: write the re-encoded copy somewhere else")
+    if dst.exists() and not dst.is_dir():
+        raise OutputExistsError(f"--out {dst} is a file: give a folder for the re-encoded copy")
     if dst.exists() and any(dst.iterdir()) and not force:
         raise OutputExistsError(f"--out {dst} exists and is not empty; pass --force to write into it")
     files = sorted(p for p in src.rglob("*") if p.is_file())

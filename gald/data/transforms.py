@@ -167,13 +167,23 @@ class RandomCrop:
         return f"RandomCrop(size={self.size}, ignore_index={self.ignore_index})"
 
 
+def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
+    """The source index of each output position of PIL's nearest-neighbour resize from ``n_in`` to
+    ``n_out`` samples: PIL steps a float64 coordinate by ``n_in / n_out`` from half a step and floors
+    it (``ImagingScaleAffine``); the same accumulation here gives the same indices."""
+    step = n_in / n_out
+    coords = np.add.accumulate(np.concatenate([[step * 0.5], np.full(n_out - 1, step)]))
+    return np.minimum(np.floor(coords).astype(np.intp), n_in - 1)
+
+
 class RandomScaleCrop:
     """:class:`RandomScale` then :class:`RandomCrop`, resampling only the crop window.
 
     The same random draws as the two in sequence (the scale, then the crop's top and left in the
-    scaled, padded image), and the same output within rounding: the crop window is mapped back to
-    a box of the source image, and only that box is resampled (PIL's ``resize(box=...)``, the same
-    filter and sample positions as a full resize). A full Cityscapes image scaled by 2 keeps 769²
+    scaled, padded image) and the same output: the label exactly (the crop's rows and columns of
+    PIL's nearest-neighbour index tables), the image within rounding (the crop window is mapped back
+    to a box of the source and only that box is resampled, PIL's ``resize(box=...)``: the same
+    filter and sample positions as a full resize, a grey level apart on a few pixels). A full Cityscapes image scaled by 2 keeps 769²
     of its 4096×2048 pixels, so this skips almost all of the resize.
 
     Args:
@@ -211,8 +221,8 @@ class RandomScaleCrop:
             box = (left / sx, top / sy, right / sx, bottom / sy)
             out = (right - left, bottom - top)
             image_part = np.asarray(Image.fromarray(image).resize(out, Image.Resampling.BILINEAR, box=box))
-            lab = Image.fromarray(label if label.dtype == np.uint8 else label.astype(np.int32))
-            label_part = np.asarray(lab.resize(out, Image.Resampling.NEAREST, box=box)).astype(label.dtype, copy=False)
+            rows, cols = _nearest_index(new_h, h)[top:bottom], _nearest_index(new_w, w)[left:right]
+            label_part = label[rows[:, None], cols[None, :]]  # exactly PIL's full nearest resize, then the crop
         if image_part.shape[:2] == (ch, cw):
             return image_part, label_part
         crop_image = np.full((ch, cw, image.shape[2]), self.crop.fill, image.dtype)
@@ -329,10 +339,13 @@ class ToTensor:
         _check_pair(image, label)
         if image.dtype != np.uint8:
             raise TypeError(f"ToTensor takes uint8 images, got {image.dtype}")
+        image = np.ascontiguousarray(image.transpose(2, 0, 1))
         label = np.ascontiguousarray(label)
         if label.dtype not in (np.uint8, np.int16, np.int32, np.int64):
             label = label.astype(np.int64)
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(label)
+        # torch needs writable arrays (decoded images are read-only): copy the views that are not
+        image, label = (a if a.flags.writeable else a.copy() for a in (image, label))
+        return torch.from_numpy(image), torch.from_numpy(label)
 
     def __repr__(self) -> str:
         return "ToTensor()"

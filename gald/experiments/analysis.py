@@ -57,8 +57,8 @@ def _margin_gradient(
     logits = out[0, :, y, x]
     classes = list(pick(logits.detach()))
     score = logits[classes[0]] - (logits[classes[1]] if len(classes) == 2 else 0)
-    score.backward()
-    return inp.grad[0].abs().sum(0), classes, logits.detach()
+    (grad,) = torch.autograd.grad(score, inp)  # the input's gradient only: no .grad left on the weights
+    return grad[0].abs().sum(0), classes, logits.detach()
 
 
 def context_probe(
@@ -130,7 +130,7 @@ def ld_gate(mask: np.ndarray | torch.Tensor, y: int, x: int, size: tuple[int, in
         raise ValueError(f"ld_gate expects one image's masks (C, h, w), got shape {m.shape}")
     c, mh, mw = m.shape
     H, W = size
-    i, j = min(int(y * mh / H), mh - 1), min(int(x * mw / W), mw - 1)  # the cell whose footprint holds the pixel
+    i, j = min(int(y * mh / H), mh - 1), min(int(x * mw / W), mw - 1)  # the cell at the pixel's relative position
     bounds = np.linspace(0, c, min(groups, c) + 1).round().astype(int)
     spans = list(zip(bounds[:-1], bounds[1:]))
     return {

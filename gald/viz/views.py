@@ -169,8 +169,9 @@ def analyze(predictor: Predictor, image: np.ndarray, *, max_side: int = MAX_SIDE
 
     Returns:
         A plain dict (it lives in ``gr.State``): ``image`` the view (h, w, 3) uint8; ``pred`` the
-        prediction at the view's size (h, w) int32 (nearest); ``labels`` the full-resolution
-        prediction (H, W) int32; ``size`` ``(H, W)``; ``stages`` — ``{"fcn", "ga", "gald"}`` →
+        prediction at the view's size (h, w) (nearest); ``labels`` the full-resolution
+        prediction (H, W), uint8 (int32 for models of more than 256 classes); ``size`` ``(H, W)``;
+        ``stages`` — ``{"fcn", "ga", "gald"}`` →
         (h, w) int32 prediction of the view pass, or ``None`` where the model has no such
         classifier —; ``mask`` the LD masks (C, h/8, w/8) float32 or ``None``.
 
@@ -207,6 +208,8 @@ def analyze(predictor: Predictor, image: np.ndarray, *, max_side: int = MAX_SIDE
             full = predictor.predict(image).astype(np.int32)
         mask = out.get("M")
         mask = mask[0].float().cpu().numpy() if mask is not None else None
+    if predictor.num_classes <= 256:  # the state holds it for the session: a byte a pixel
+        full = full.astype(np.uint8)
     pred = full if view is image else overlays.resize_label(full, view.shape[:2])
     return {"image": view, "pred": pred, "labels": full, "size": tuple(size), "stages": stages, "mask": mask}
 
