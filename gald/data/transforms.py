@@ -222,7 +222,7 @@ class RandomScaleCrop:
             out = (right - left, bottom - top)
             image_part = np.asarray(Image.fromarray(image).resize(out, Image.Resampling.BILINEAR, box=box))
             rows, cols = _nearest_index(new_h, h)[top:bottom], _nearest_index(new_w, w)[left:right]
-            label_part = label[rows[:, None], cols[None, :]]  # exactly PIL's full nearest resize, then the crop
+            label_part = label.take(rows, axis=0).take(cols, axis=1)  # PIL's full nearest resize, then the crop
         if image_part.shape[:2] == (ch, cw):
             return image_part, label_part
         crop_image = np.full((ch, cw, image.shape[2]), self.crop.fill, image.dtype)
