@@ -1,5 +1,6 @@
 """Where commands may write: never onto one of their inputs, never over an existing output unless
-asked (``--force``). Paths are compared resolved (symlinks followed) and by file identity."""
+asked (``--force``). Paths are compared resolved (symlinks followed) and by file identity. And how:
+:func:`save_png` writes an image atomically."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from gald.errors import OutputExistsError
 
-__all__ = ["check_output"]
+__all__ = ["check_output", "save_png"]
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -36,3 +37,14 @@ def check_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike |
                                     "write somewhere else (inputs are never overwritten)")
     if path.exists() and not force:
         raise OutputExistsError(f"{what} {os.fspath(out)!r} exists; pass --force to replace it")
+
+
+def save_png(image, path: str | os.PathLike) -> Path:
+    """Save a PIL image as a PNG atomically (a temporary file renamed into place, creating the
+    folder): a reader never sees half a file. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

@@ -52,7 +52,7 @@ from gald.engine.inference import add_protocol_arguments, checkpoint_protocol, p
 from gald.engine.predictor import Predictor, default_checkpoint, whole_pass_gib
 from gald.engine.runtime import resolve_device
 from gald.errors import ConfigError, HelpFormatter, MissingFileError, add_debug_argument, command_errors
-from gald.files import check_output
+from gald.files import check_output, save_png
 from gald.metrics.ld_effect import format_ld_effect
 from gald.models import read_checkpoint, require_task
 from gald.viz.overlays import ld_mask_image, overlay, save_label_png
@@ -101,13 +101,6 @@ def find_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
         names[name] = n + 1
         unique.append((file, name if n == 0 else name.with_name(f"{name.name}_{n}")))
     return unique
-
-
-def _save_rgb(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 LEGEND_PNG, CLASSES_JSON, LD_SCALE_PNG = "legend.png", "classes.json", "ld_scale.png"
@@ -193,7 +186,7 @@ def predict_files(
         pred = predictor.predict(image)
         base = out / name
         overlay_path = base.with_name(base.name + "_overlay.png")
-        _save_rgb(overlay(image, pred, predictor.palette, alpha=alpha), overlay_path)
+        save_png(Image.fromarray(overlay(image, pred, predictor.palette, alpha=alpha)), overlay_path)
         written.append(overlay_path)
         label_path = base.with_name(base.name + "_label.png")
         save_label_png(pred, predictor.palette, label_path)
@@ -210,7 +203,7 @@ def predict_files(
                 continue
             for reduce in ("mean", "max"):
                 path = base.with_name(f"{base.name}_ld_{reduce}.png")
-                _save_rgb(ld_mask_image(m, reduce, size=image.shape[:2]), path)
+                save_png(Image.fromarray(ld_mask_image(m, reduce, size=image.shape[:2])), path)
                 written.append(path)
     return written, failed
 

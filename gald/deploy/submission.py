@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from gald.data.cityscapes import TRAIN_TO_LABEL
+from gald.files import save_png
 
 __all__ = ["train_ids_to_label_ids", "write_label_png", "submission_path"]
 
@@ -44,12 +45,7 @@ def submission_path(image_path: str | os.PathLike, out_dir: str | os.PathLike) -
 
 def write_label_png(label: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an (H, W) uint8 label map as a mode-``L`` PNG, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     label = np.asarray(label)
     if label.ndim != 2 or label.dtype != np.uint8:
         raise ValueError(f"a label PNG needs an (H, W) uint8 array, got {label.shape} {label.dtype}")
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(label).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return save_png(Image.fromarray(label), path)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from gald.files import save_png
+
 __all__ = [
     "blend_heatmap",
     "class_fractions",
@@ -350,12 +352,7 @@ def save_label_png(label: np.ndarray, palette: Sequence[Sequence[int]], path: st
     img = Image.fromarray(label.astype(np.uint8))
     flat = [int(v) for c in palette for v in c][: 256 * 3]
     img.putpalette(flat + [0] * (768 - len(flat)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return save_png(img, path)
 
 
 # distinct colours for up to 10 classes, then cycled (draw_detections)
