@@ -28,7 +28,7 @@ T = TypeVar("T")
 __all__ = [
     "RunConfig", "TrainConfig", "DetectionConfig", "add_config_arguments", "config_from_args", "load_config",
     "load_detection_config", "model_config", "detector_config", "recorded_train_config",
-    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "BACKENDS", "FIDELITY_MODES", "OUTPUT_STRIDES", "DETECTION_DATASETS", "HELP", "CHOICES",
+    "AMP_MODES", "ANNOTATIONS", "CHECKPOINT_POLICIES", "NORMALIZATIONS", "BACKENDS", "FIDELITY_MODES", "HOST_ARCHS", "OUTPUT_STRIDES", "DETECTION_DATASETS", "HELP", "CHOICES",
     "BOUNDS", "UnknownChoiceError", "bounded", "check_choice", "check_range", "lookup",
 ]
 
@@ -40,6 +40,9 @@ CHECKPOINT_POLICIES = ("full", "selective")  # activation checkpointing: whole b
 NORMALIZATIONS = ("imagenet", "bgr_mean")  # torchvision mean/std | the authors' Caffe BGR mean
 BACKENDS = ("torch", "onnxruntime")  # what runs a segmentation model's forward pass at inference
 FIDELITY_MODES = ("paper", "official")  # Eq. 1-3 as printed | the authors' GALDNet.py
+#: torchvision segmentation networks a GALD block is plugged into by name (gald.models.hosts.HOSTS)
+HOST_ARCHS = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large", "fcn_resnet50",
+              "fcn_resnet101", "lraspp_mobilenet_v3_large")
 OUTPUT_STRIDES = (8, 16, 32)  # backbone: layer3 and layer4 dilated | layer4 dilated | none
 DETECTION_DATASETS = ("synthetic", "voc", "coco")  # generated scenes | VOCdevkit | COCO
 
@@ -143,6 +146,7 @@ class TrainConfig(RunConfig):
     aux_channels: int = 64
     stage_classifiers: bool = True
     pretrained_backbone: str | None = None
+    plug_after: str | None = None  # a host arch (HOST_ARCHS): the module GALD goes after; None: the host's default
     activation_checkpointing: bool = False  # recompute backbone blocks in backward: less memory, more time
     checkpoint_policy: str = "full"  # "full": recompute whole blocks; "selective": keep 3×3 conv outputs
     # optimisation (paper: SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9)
@@ -181,6 +185,15 @@ class TrainConfig(RunConfig):
         check_choice("output_stride", self.output_stride, OUTPUT_STRIDES)
         if len(self.crop_size) != 2:
             raise ConfigError(f"crop_size needs [height, width], got {self.crop_size}")
+        if self.arch in HOST_ARCHS:
+            for key, value in (("mode", "official"), ("activation_checkpointing", True), ("output_stride", 16),
+                               ("output_stride", 32)):
+                if getattr(self, key) == value:
+                    raise ConfigError(f"{key} {value} applies to gald's own networks, not to the host {self.arch} "
+                                      "(GALD plugged into torchvision's model, paper mode)")
+        elif self.plug_after is not None:
+            raise ConfigError(f"plug_after {self.plug_after!r} is for a host network (arch one of "
+                              f"{list(HOST_ARCHS)}); {self.arch} has GALD built in")
         if len(self.scale_range) != 2 or self.scale_range[0] > self.scale_range[1]:
             raise ConfigError(f"scale_range needs [low, high] with low <= high, got {self.scale_range}")
 
@@ -418,6 +431,8 @@ HELP: dict[str, str] = {
     "aux_channels": "channels of the auxiliary head on layer3",
     "stage_classifiers": "1x1 classifiers on F and F_GA (Sec. 4.3.1, Fig. 5), fine-tuned at the end",
     "pretrained_backbone": "backbone weights: a local file, 'torchvision' (downloads ImageNet weights) or none",
+    "plug_after": "host networks (arch a torchvision model): the module GALD is plugged after (none: the host's "
+                  "default, gald.models.HOSTS)",
     "activation_checkpointing": "recompute backbone blocks in the backward pass: less memory, more time",
     "checkpoint_policy": "activation checkpointing: full recomputes whole blocks, selective keeps 3x3 outputs",
     # optimisation
@@ -512,7 +527,14 @@ def config_from_args(args: argparse.Namespace, cls: type = TrainConfig):
 
 
 def model_config(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
-    """The ``build_model`` config of a training config."""
+    """The ``build_model`` config of a training config: a gald network, or a host with GALD plugged in."""
+    if cfg.arch in HOST_ARCHS:
+        return {
+            "arch": cfg.arch, "num_classes": num_classes, "aux": None if cfg.aux_weight > 0 else False,
+            "after": cfg.plug_after, "block": cfg.block, "ga": cfg.ga, "d": cfg.d, "ld_downsample": cfg.ld_downsample,
+            "ld_last_norm": cfg.ld_last_norm, "ld_init": cfg.ld_init, "ga_downsample": cfg.ga_downsample,
+            "stage_classifiers": cfg.stage_classifiers, "pretrained_backbone": cfg.pretrained_backbone,
+        }
     model = {
         "arch": cfg.arch, "num_classes": num_classes, "ga": cfg.ga, "block": cfg.block,
         "ld_downsample": cfg.ld_downsample, "d": cfg.d, "ld_last_norm": cfg.ld_last_norm,

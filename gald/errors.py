@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
-    "GaldError", "ConfigError", "InputFileError", "MissingFileError", "CheckpointError", "OutputExistsError",
+    "GaldError", "ConfigError", "InputFileError", "MissingFileError", "CheckpointError", "PlugError", "OutputExistsError",
     "GroupTimeoutError", "RunStopped", "CheckpointWriteError", "NonFiniteStop", "HelpFormatter",
     "add_debug_argument", "command_errors",
 ]
@@ -45,6 +45,11 @@ class MissingFileError(InputFileError, FileNotFoundError):
 
 class CheckpointError(GaldError, ValueError):
     """A checkpoint that is empty, truncated, not a checkpoint, or not the kind the command needs."""
+
+
+class PlugError(GaldError, ValueError):
+    """A GALD block that cannot go where it was asked (:func:`gald.plug`): no such module, no
+    feature map there, channels the GA module cannot take, or a model plugged already."""
 
 
 class OutputExistsError(GaldError, FileExistsError):

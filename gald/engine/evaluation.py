@@ -22,7 +22,7 @@ from gald.deploy.nnpack import convert_to_nnpack
 from gald.deploy.submission import submission_path, train_ids_to_label_ids, write_label_png
 from gald.engine.inference import TestProtocol, checkpoint_normalization
 from gald.engine.segmentation import evaluate, output_metrics
-from gald.models import model_from_checkpoint, read_checkpoint
+from gald.models import model_from_checkpoint, num_classes, read_checkpoint
 
 # the name of the command's log (``python -m gald.evaluate``), kept when this moved here
 log = logging.getLogger("gald.evaluate")
@@ -88,7 +88,7 @@ def evaluate_checkpoint(
     model = model_from_checkpoint(ckpt, what=checkpoint, task="segmentation").to(device).eval()
     if nnpack:
         convert_to_nnpack(model)
-    classes = model.num_classes
+    classes = num_classes(model)
     if classes != data.num_classes:
         raise ValueError(
             f"{checkpoint} predicts {classes} classes but dataset {cfg.dataset!r} has {data.num_classes}"

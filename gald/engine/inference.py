@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from gald.config import NORMALIZATIONS, bounded, check_choice
 from gald.errors import ConfigError
+from gald.models.inspection import inspect
 
 __all__ = [
     "TestProtocol", "infer", "sliding_windows", "window_weights", "BLENDS", "NORMALIZATIONS", "checkpoint_normalization",
@@ -129,7 +130,7 @@ def sliding_windows(size: tuple[int, int], crop: tuple[int, int], stride: tuple[
 
 def _forward(model: nn.Module, x: torch.Tensor, keys: Sequence[str]) -> dict[str, torch.Tensor]:
     """Scores for ``keys`` at the input's resolution (``inspect`` only when a stage is asked for)."""
-    outputs = model(x) if tuple(keys) == ("out",) else model.inspect(x)
+    outputs = model(x) if tuple(keys) == ("out",) else inspect(model, x)
     align = getattr(model, "align_corners", False)
     result = {}
     for key in keys:

@@ -42,6 +42,7 @@ from gald.engine.inference import (
 )
 from gald.errors import CheckpointError, ConfigError, MissingFileError
 from gald.models import gald_tiny, model_from_checkpoint, read_checkpoint, require_task
+from gald.models.inspection import gald_block, inspect, num_classes
 from gald.models.state_dict import read_weights_file
 from gald.viz.overlays import default_palette
 
@@ -167,7 +168,7 @@ class Predictor:
         """
         ckpt = read_checkpoint(path) if ckpt is None else ckpt
         model = model_from_checkpoint(ckpt, what=str(path), task="segmentation").to(device).eval()
-        k = model.num_classes
+        k = num_classes(model)
         classes = [str(c) for c in ckpt.get("classes") or []] or [f"class_{i}" for i in range(k)]
         if len(classes) != k:
             raise ValueError(f"{path}: {len(classes)} class names for a {k}-class model")
@@ -215,12 +216,12 @@ class Predictor:
     @property
     def ld_channels(self) -> int:
         """Channels of the LD mask ``M`` (0 if the model has no LD)."""
-        # M is depth-wise: one channel per feature channel of the block, which is convb's input
-        return self.model.head.convb[0].in_channels if getattr(self.model.head.block, "ld", None) is not None else 0
+        block = gald_block(self.model)
+        return block.channels if block.ld is not None else 0  # M is depth-wise: one channel per feature channel
 
     @property
     def has_ga(self) -> bool:
-        return getattr(self.model.head.block, "ga", None) is not None
+        return gald_block(self.model).ga is not None
 
     def tensor(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 RGB → normalised (1, 3, H, W) on the model's device."""
@@ -246,7 +247,7 @@ class Predictor:
         if max_side is not None and max(x.shape[-2:]) > max_side:
             s = max_side / max(x.shape[-2:])
             x = F.interpolate(x, size=(max(1, round(x.shape[-2] * s)), max(1, round(x.shape[-1] * s))), mode="bilinear")
-        m = self.model.inspect(x).get("M")
+        m = inspect(self.model, x).get("M")
         return None if m is None else m[0].float().cpu()
 
 

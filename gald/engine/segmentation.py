@@ -48,6 +48,7 @@ from gald.losses import build_criterion
 from gald.metrics.ld_effect import format_ld_effect, has_ld, ld_effect, ld_effect_summary
 from gald.metrics.segmentation import SegmentationMetrics, format_table
 from gald.models import build_model, load_state_dict_checked
+from gald.models.inspection import inspect, stage_classifiers
 
 # the name of the command's log (``python -m gald.train``), kept when the loop moved here
 log = logging.getLogger("gald.train")
@@ -84,7 +85,7 @@ def make_metrics(data: SegmentationData) -> SegmentationMetrics:
 
 def output_metrics(model: nn.Module, data, *, stages: bool = True) -> dict[str, SegmentationMetrics]:
     """One accumulator for the final output and, with ``stages``, one per stage classifier the model has."""
-    names = ["out", *(unwrap(model).stage_classifiers if stages else ())]
+    names = ["out", *(stage_classifiers(unwrap(model)) if stages else ())]
     return {name: make_metrics(data) for name in names}
 
 
@@ -177,7 +178,8 @@ def finetune_stage_classifiers(
     (:meth:`gald.data.build.SegmentationData.to_device`).
     """
     net = unwrap(model)
-    heads = list(net.stage_classifiers.values())
+    classifiers = stage_classifiers(net)
+    heads = list(classifiers.values())
     if not heads:
         return []
     for p in net.parameters():
@@ -193,16 +195,16 @@ def finetune_stage_classifiers(
     for _ in tqdm(range(cfg.stage_iterations), desc="stage classifiers", disable=not dist.is_main(), leave=False):
         images, targets = to_device(*next(loader_iter)[:2], device)
         with torch.no_grad(), autocast(cfg, device):
-            t = net.inspect(images)
+            t = inspect(net, images)
         loss = 0.0
         for name in ("logits_fcn", "logits_ga"):
             if t[name] is None:
                 continue
-            head = net.stage_classifiers[name]
+            head = classifiers[name]
             feature = t["F"] if name == "logits_fcn" else t["F_GA"]
             logits = head(feature.float().detach())
             logits = nn.functional.interpolate(
-                logits, size=targets.shape[-2:], mode="bilinear", align_corners=net.align_corners
+                logits, size=targets.shape[-2:], mode="bilinear", align_corners=getattr(net, "align_corners", False)
             )
             loss = loss + ce(logits, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -252,7 +254,7 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     model = dist.maybe_sync_batchnorm(model, device, cfg.sync_bn)
     if cfg.freeze_bn:
         freeze_batchnorm(model)
-    for stage in model.stage_classifiers.values():  # trained after the main run, on the frozen model (Sec. 4.3.1)
+    for stage in stage_classifiers(model).values():  # trained after the main run, on the frozen model (Sec. 4.3.1)
         stage.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(

@@ -36,6 +36,7 @@ from torch import nn
 
 from gald.config import check_choice
 from gald.metrics.segmentation import boundary_band, confusion_matrix, iou_from_confusion
+from gald.models.inspection import inspect
 from gald.models.ld import LD_INTERVENTIONS, LocalDistribution
 
 __all__ = [
@@ -351,7 +352,7 @@ def _large_small_means(model, batches, small_classes, large_classes, device) -> 
     pairs = []
     for batch in batches:
         images, labels = batch[0], batch[1]
-        m = model.inspect(images.to(device))["M"]
+        m = inspect(model, images.to(device))["M"]
         if m is None:
             raise ValueError("the model has no LD mask (block 'ga' or 'none')")
         mean_map = nn.functional.interpolate(m.mean(1, keepdim=True), size=labels.shape[-2:], mode="bilinear",

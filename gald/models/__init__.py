@@ -33,6 +33,9 @@ from .segmentor import (
     gald_resnet101,
     gald_tiny,
 )
+from .hosts import HOSTS, build_host
+from .inspection import gald_block, inspect, is_gald_model, num_classes, stage_classifiers, stage_layer
+from .plug import GALDInsert, inserts, plug
 from .registry import get_model, list_models
 from .state_dict import load_state_dict_checked
 from .weights import (
@@ -52,6 +55,17 @@ __all__ = [
     "BACKBONES",
     "CGNL2d",
     "GALDBlock",
+    "GALDInsert",
+    "HOSTS",
+    "build_host",
+    "gald_block",
+    "inserts",
+    "inspect",
+    "is_gald_model",
+    "num_classes",
+    "plug",
+    "stage_classifiers",
+    "stage_layer",
     "GALDHead",
     "GALDNet",
     "GA_MODULES",

@@ -79,6 +79,7 @@ class GALDBlock(nn.Module):
     ) -> None:
         super().__init__()
         check_choice("block", arrangement, ARRANGEMENTS)
+        self.channels = channels
         self.arrangement = arrangement
         self.extra_residual = extra_residual
         self.ga = self.ld = self.project = None

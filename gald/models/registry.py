@@ -1,11 +1,12 @@
 """Models by name, as torchvision's ``list_models`` / ``get_model``: every segmentation builder of
-:data:`gald.models.MODELS` and every detector of :data:`gald.models.detector.DETECTORS`.
+:data:`gald.models.MODELS`, every host network of :data:`gald.models.HOSTS` (torchvision's model
+with a GALD block plugged in) and every detector of :data:`gald.models.detector.DETECTORS`.
 
 Example::
 
     >>> from gald.models import get_model, list_models
-    >>> list_models(task="segmentation")
-    ['gald_resnet101', 'gald_resnet50', 'gald_tiny']
+    >>> list_models(task="segmentation")[:4]
+    ['deeplabv3_mobilenet_v3_large', 'deeplabv3_resnet101', 'deeplabv3_resnet50', 'fcn_resnet101']
     >>> model = get_model("gald_resnet50", num_classes=19)   # random weights; pretrained_backbone=None
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from gald.config import check_choice, lookup
+from gald.config import HOST_ARCHS, check_choice, lookup
 
 from .segmentor import MODELS, build_model
 from .weights import TASKS
@@ -33,7 +34,7 @@ def list_models(task: str | None = None) -> list[str]:
     """Sorted names :func:`get_model` builds; ``task``: ``"segmentation"``, ``"detection"`` or all."""
     if task is not None:
         check_choice("task", task, TASKS)
-    names = [] if task == "detection" else list(MODELS)
+    names = [] if task == "detection" else [*MODELS, *HOST_ARCHS]
     names += [] if task == "segmentation" else list(_detectors())
     return sorted(names)
 
@@ -49,7 +50,7 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
         TypeError: an option the builder does not take, listing the valid ones.
     """
     lookup("model", name, dict.fromkeys(list_models()))
-    if name in MODELS:
+    if name in MODELS or name in HOST_ARCHS:
         return build_model({"arch": name, **kwargs})
     from .detector import build_detector
 

@@ -24,10 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from gald.config import FIDELITY_MODES, check_choice, lookup
+from gald.config import FIDELITY_MODES, HOST_ARCHS, check_choice, lookup
 
 from .backbones import ResNetBackbone, build_backbone
 from .heads import AuxHead, GALDHead
+from .hosts import build_host, host_options
 from .layers import NormLayer, check_image_batch, resize
 from .ld import PAPER_LD
 
@@ -272,19 +273,29 @@ _BACKBONE_OPTIONS = {"resnet50": set(), "resnet101": set(), "tiny": {"depths", "
 
 
 def model_options(arch: str) -> set[str]:
-    """The keyword options of builder ``arch``: the shared ones of the builders' body, plus its trunk's."""
+    """The keyword options of builder ``arch``: the shared ones of the builders' body, plus its trunk's
+    (for a host network, those of :func:`~gald.models.hosts.build_host`)."""
+    if arch in HOST_ARCHS:
+        return host_options()
     shared = {name for name, p in inspect.signature(_gald).parameters.items() if p.kind is p.KEYWORD_ONLY}
     return shared | _BACKBONE_OPTIONS[_BACKBONES[arch]]
 
 
-def build_model(config: dict[str, Any]) -> GALDNet:
-    """Build a model from a plain config dict: ``{"arch": "gald_tiny", "ga": "nl", ...}``.
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """Build a model from a plain config dict: ``{"arch": "gald_tiny", "ga": "nl", ...}``, a
+    :class:`GALDNet`, or a host network with GALD plugged in (``arch`` in
+    :data:`~gald.models.hosts.HOSTS`, see :func:`~gald.models.hosts.build_host`).
 
     Unknown architectures or keys raise errors that list the valid ones.
     """
     config = dict(config)
     arch = config.pop("arch", "gald_resnet50")
-    builder = lookup("arch", arch, MODELS)
+    builder = lookup("arch", arch, {**MODELS, **dict.fromkeys(HOST_ARCHS)})
+    if arch in HOST_ARCHS:
+        unknown = sorted(set(config) - host_options())
+        if unknown:
+            raise TypeError(f"unknown model option(s) {unknown} for {arch}; valid options: {sorted(host_options())}")
+        return build_host(arch, **config)
     valid = model_options(arch)
     unknown = sorted(set(config) - valid)
     if unknown:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gald.config import check_choice
+from gald.config import HOST_ARCHS, check_choice
 from gald.errors import CheckpointError
 
 from .segmentor import MODELS, build_model
@@ -50,7 +50,7 @@ def _model_config(ckpt: dict[str, Any], what: str) -> dict[str, Any]:
 
 
 def _task(model_cfg: dict[str, Any]) -> str:
-    return "segmentation" if model_cfg["arch"] in MODELS else "detection"
+    return "segmentation" if model_cfg["arch"] in MODELS or model_cfg["arch"] in HOST_ARCHS else "detection"
 
 
 def checkpoint_task(ckpt: dict[str, Any], *, what: str = "checkpoint") -> str:
@@ -88,6 +88,8 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, what: str = "checkpoint", tas
         from .detector import build_detector  # torchvision's detection models load only when needed
 
         return _build_checked(build_detector, {**model_cfg, "weights_backbone": None}, ckpt["model"], what)
+    if model_cfg["arch"] in HOST_ARCHS:  # a host network with GALD plugged in (gald.models.hosts)
+        return _build_checked(build_model, {**model_cfg, "pretrained_backbone": None}, ckpt["model"], what)
     if "ld_zero_init" in model_cfg:  # a development name of ld_init="zero"
         model_cfg["ld_init"] = "zero" if model_cfg.pop("ld_zero_init") else "default"
     # Checkpoints written before LD's design became an option had a normalised last conv, default init.

@@ -3,13 +3,15 @@
 Which pixels of the features drive the network's decision for one class, seen at three taps of
 the head (Fig. 2, Sections 3.2–3.3):
 
-========  ===================================  ==========================================
-stage     feature                              captum layer
-========  ===================================  ==========================================
-``fcn``   ``F``, the backbone output (Eq. 3)   ``backbone.layer4`` (output)
-``ga``    ``F_GA``, after Global Aggregation   ``head.block.ga`` (output)
-``gald``  ``F_GALD``, after Local Distribution ``head.convb`` (input), Eq. (2)
-========  ===================================  ==========================================
+========  ===================================  ==========================  =================================
+stage     feature                              GALDNet's captum layer      plugged model's (``gald.plug``)
+========  ===================================  ==========================  =================================
+``fcn``   ``F``, the backbone output (Eq. 3)   ``backbone.layer4`` (out)   ``gald.feature`` (out)
+``ga``    ``F_GA``, after Global Aggregation   ``head.block.ga`` (out)     ``gald.block.ga`` (out)
+``gald``  ``F_GALD``, after Local Distribution ``head.convb`` (in), Eq. 2  ``gald.output`` (out)
+========  ===================================  ==========================  =================================
+
+(:func:`gald.models.inspection.stage_layer` picks them.)
 
 The scalar attributed is captum's segmentation recipe (``tutorials/Segmentation_Interpret``):
 the sum of the class's logit over the pixels the model predicts as that class, so a class is
@@ -19,15 +21,18 @@ pixel instead (for a class the model predicts nowhere).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
+
 from gald.config import check_choice
+from gald.models.inspection import STAGES, stage_layer
 
 __all__ = ["STAGES", "ClassScore", "grad_cam", "stage_layer"]
 
-STAGES = ("fcn", "ga", "gald")
 REGIONS = ("predicted", "all")
 
 
@@ -35,7 +40,7 @@ class ClassScore(nn.Module):
     """Wrap a segmentor so each class becomes one scalar per image, the form captum attributes.
 
     Args:
-        model: a module returning ``{"out": (N, K, H, W)}`` logits (a :class:`~gald.models.GALDNet`).
+        model: a module returning ``{"out": (N, K, H, W)}`` logits or the logits themselves.
         region: ``"predicted"`` — sum each class's logit over the pixels whose arg-max is that class
             (the selection is a constant: no gradient flows through the arg-max); ``"all"`` — over
             every pixel.
@@ -51,30 +56,12 @@ class ClassScore(nn.Module):
         self.region = region
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)["out"]
+        out = self.model(x)
+        out = out["out"] if isinstance(out, Mapping) else out  # a plugged network may return a tensor
         if self.region == "all":
             return out.sum(dim=(2, 3))
         selected = F.one_hot(out.argmax(dim=1), out.shape[1]).permute(0, 3, 1, 2).to(out.dtype)  # (N, K, H, W)
         return (out * selected).sum(dim=(2, 3))
-
-
-def stage_layer(model: nn.Module, stage: str) -> tuple[nn.Module, bool]:
-    """The module whose output (``False``) or input (``True``) is the feature of ``stage``.
-
-    Raises:
-        ValueError: for an unknown stage, or ``"ga"`` on a model without Global Aggregation.
-    """
-    check_choice("stage", stage, STAGES)
-    if stage == "fcn":
-        return model.backbone.layer4, False
-    if stage == "ga":
-        ga = getattr(model.head.block, "ga", None)
-        if ga is None:
-            raise ValueError(f"this model ({model.head.block.arrangement!r} block) has no GA stage; use 'fcn' or 'gald'")
-        return ga, False
-    # "gald": the head calls the block's forward_intermediates, not the block, so a hook on the
-    # block would never fire; F_GALD is exactly convb's input.
-    return model.head.convb, True
 
 
 def grad_cam(
@@ -93,7 +80,7 @@ def grad_cam(
     :class:`ClassScore` of ``target``. The model is put in eval mode (BatchNorm statistics frozen).
 
     Args:
-        model: a :class:`~gald.models.GALDNet`.
+        model: a :class:`~gald.models.GALDNet` or a model with one block from :func:`gald.plug`.
         x: normalised images.
         target: class index.
         stage: ``"fcn"``, ``"ga"`` or ``"gald"`` (see the module docstring).

@@ -32,6 +32,7 @@ from gald.viz.curves import curves_figure
 from gald.data import synthetic
 from gald.data.transforms import ToTensorNormalize
 from gald.errors import MissingFileError
+from gald.models.inspection import inspect
 
 __all__ = [
     "STAGE_KEYS",
@@ -142,7 +143,7 @@ def stage_predictions(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.n
         (N, 3, H, W) -> {stage: (N, H, W) int64}
     """
     model.eval()
-    t = model.inspect(x)
+    t = inspect(model, x)
     size = x.shape[-2:]
     out = {}
     for stage, key in STAGE_KEYS.items():

@@ -35,6 +35,7 @@ from gald.data.images import IMAGE_FORMATS, MAX_PIXELS, WHOLE_MAX_PIXELS, ImageE
 from gald.data.transforms import ToTensorNormalize
 from gald.engine.predictor import Predictor, whole_pass_gib
 from gald.metrics.ld_effect import format_ld_effect
+from gald.models.inspection import inspect, stage_classifiers
 from gald.models.layers import resize
 
 from . import overlays
@@ -192,12 +193,12 @@ def analyze(predictor: Predictor, image: np.ndarray, *, max_side: int = MAX_SIDE
     device = next(predictor.model.parameters()).device
     model = predictor.model.eval()
     with torch.inference_mode():
-        out = model.inspect(x[None].to(device))
+        out = inspect(model, x[None].to(device))
 
         def labels(logits: torch.Tensor | None) -> np.ndarray | None:
             if logits is None:
                 return None
-            return resize(logits, view.shape[:2], model.align_corners).argmax(1)[0].cpu().numpy().astype(np.int32)
+            return resize(logits, view.shape[:2], getattr(model, "align_corners", False)).argmax(1)[0].cpu().numpy().astype(np.int32)
 
         stages = {"fcn": labels(out.get("logits_fcn")), "ga": labels(out.get("logits_ga")), "gald": labels(out["out"])}
         protocol = predictor.protocol
@@ -467,7 +468,7 @@ def model_info_markdown(predictor: Predictor) -> str:
         f"- **architecture**: `{cfg.get('arch', type(m).__name__)}`, GA `{cfg.get('ga')}`, block `{cfg.get('block')}`, "
         f"LD `{cfg.get('ld_downsample')}` with d = {cfg.get('d')}, output stride {cfg.get('output_stride')}, "
         f"mode `{cfg.get('mode')}`; {n_params / 1e6:.2f} M parameters",
-        f"- **stage classifiers** (Fig. 5): {'yes' if m.stage_classifiers else 'no'}",
+        f"- **stage classifiers** (Fig. 5): {'yes' if stage_classifiers(m) else 'no'}",
         f"- **classes** ({predictor.num_classes}): {', '.join(predictor.classes)}",
         f"- **input normalisation**: {'BGR mean subtraction (authors)' if predictor.bgr_mean else 'ImageNet mean/std, RGB'}",
     ]
