@@ -45,7 +45,7 @@ from gald.models.heads import LD_ARRANGEMENTS
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "VARIANTS", "BENCHMARK", "DEEP_BACKBONE", "run_cell", "run_grid", "aggregate", "verdicts", "markdown_table",
+    "VARIANTS", "PLUG_VARIANTS", "BENCHMARK", "DEEP_BACKBONE", "run_cell", "run_grid", "aggregate", "verdicts", "markdown_table",
     "V2_BENCHMARK", "V2_ARMS", "V2_CLAIMS", "V2_MANIPULATION_CHECK", "LD_ARMS", "grid_identity", "MixedGridError",
     "analyse_v2",
 ]
@@ -77,6 +77,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "cgnl+ld-bilinear": ("e", dict(ga="cgnl", block="gald", ld_downsample="bilinear")),
     "cgnl+ld-avgpool": ("e", dict(ga="cgnl", block="gald", ld_downsample="avgpool")),
 }
+#: GALD plugged into a host network (:func:`gald.plug`; ``benchmarks/PREREGISTRATION_plug.md``):
+#: torchvision's LRASPP as it is (an identity block: ``F`` readable, nothing added) and with GALD
+#: after its last backbone stage. Kept apart from Table 1's :data:`VARIANTS`.
+PLUG_VARIANTS: dict[str, tuple[str, dict]] = {
+    "lraspp": ("plug", dict(arch="lraspp_mobilenet_v3_large", block="none")),
+    "lraspp+gald": ("plug", dict(arch="lraspp_mobilenet_v3_large", ga="cgnl", block="gald")),
+}
 
 METRICS = ("mIoU", "context_mIoU", "small_mIoU", "large_mIoU", "boundary_mIoU", "small_instance_recall")
 
@@ -86,7 +93,7 @@ def cell_path(results_dir: str, variant: str, seed: int) -> str:
 
 
 def cell_config(variant: str, seed: int, *, output_dir: str, overrides: dict | None = None) -> TrainConfig:
-    _, variant_overrides = VARIANTS[variant]
+    _, variant_overrides = {**VARIANTS, **PLUG_VARIANTS}[variant]
     values = {**BENCHMARK, **variant_overrides, **(overrides or {})}
     return TrainConfig(name=f"ablation-{variant}-s{seed}", output_dir=output_dir, seed=seed, **values)
 
@@ -260,7 +267,7 @@ class Stat:
 def aggregate(cells: Sequence[dict]) -> dict[str, dict[str, Stat]]:
     """Mean and sample standard deviation over seeds, per variant and metric."""
     table: dict[str, dict[str, Stat]] = {}
-    for variant in VARIANTS:
+    for variant in {**VARIANTS, **PLUG_VARIANTS}:
         rows = [c for c in cells if c["variant"] == variant]
         if not rows:
             continue
@@ -316,7 +323,7 @@ def verdicts(table: dict[str, dict[str, Stat]]) -> list[dict]:
 def markdown_table(table: dict[str, dict[str, Stat]]) -> str:
     head = "| part | variant | seeds | mIoU | context (road/terrain) | small-pattern | large-pattern | boundary | small-instance recall |"
     lines = [head, "|" + "---|" * 9]
-    for variant, (part, _) in VARIANTS.items():
+    for variant, (part, _) in {**VARIANTS, **PLUG_VARIANTS}.items():
         if variant not in table:
             continue
         row = table[variant]
@@ -343,7 +350,7 @@ V2_BENCHMARK = dict(synthetic_version=2, d=2, iterations=600, stage_classifiers=
 #: The confirmatory arms: FCN, GA (CGNL), GALD, LDGA, Parallel and GALD's two other downsamplings.
 V2_ARMS = ("fcn", "cgnl", "cgnl+ld", "ldga", "parallel", "cgnl+ld-bilinear", "cgnl+ld-avgpool")
 #: Variants whose model holds an LD module (their cells record the LD effect).
-LD_ARMS = frozenset(v for v, (_, o) in VARIANTS.items() if o.get("block") in LD_ARRANGEMENTS)
+LD_ARMS = frozenset(v for v, (_, o) in {**VARIANTS, **PLUG_VARIANTS}.items() if o.get("block") in LD_ARRANGEMENTS)
 #: (description, a, b, metric): GA must beat the FCN on context for the benchmark to test anything.
 V2_MANIPULATION_CHECK = ("GA (CGNL) beats FCN on the context classes (road/terrain)", "cgnl", "fcn", "context_mIoU")
 #: (key, the paper's claim "a beats b", a, b, metric)
