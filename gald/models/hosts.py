@@ -29,7 +29,7 @@ from typing import Any, Callable
 from torch import nn
 from torchvision.models import segmentation
 
-from gald.config import HOST_ARCHS, check_choice, lookup
+from gald.config import check_choice, lookup
 from gald.errors import ConfigError, MissingFileError
 
 from .heads import ARRANGEMENTS
@@ -49,7 +49,7 @@ class Host:
     aux: bool  # whether the builder has an aux classifier (its "aux" output)
 
 
-#: The hosts by name; :data:`gald.config.HOST_ARCHS` holds the same names for the config layer.
+#: The hosts by name; :data:`gald.config.HOST_ARCHS` holds the same names for the config layer (tested).
 HOSTS: dict[str, Host] = {
     "deeplabv3_resnet50": Host(segmentation.deeplabv3_resnet50, "backbone.layer4", True),
     "deeplabv3_resnet101": Host(segmentation.deeplabv3_resnet101, "backbone.layer4", True),

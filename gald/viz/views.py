@@ -462,12 +462,17 @@ def model_info_markdown(predictor: Predictor) -> str:
     m = predictor.model
     cfg = m.config or {}
     n_params = sum(p.numel() for p in m.parameters())
+    block = (f"GA `{cfg.get('ga')}`, block `{cfg.get('block')}`, LD `{cfg.get('ld_downsample')}` with d = "
+             f"{cfg.get('d')}")
+    if "after" in cfg:  # a host network with GALD plugged in (gald.models.hosts)
+        arch = f"`{cfg.get('arch', type(m).__name__)}` (torchvision) with GALD plugged after `{cfg['after']}`: {block}"
+    else:
+        arch = (f"`{cfg.get('arch', type(m).__name__)}`, {block}, output stride {cfg.get('output_stride')}, "
+                f"mode `{cfg.get('mode')}`")
     lines = [
         "### Model",
         f"- **weights**: `{predictor.source_name}` ({predictor.kind})",
-        f"- **architecture**: `{cfg.get('arch', type(m).__name__)}`, GA `{cfg.get('ga')}`, block `{cfg.get('block')}`, "
-        f"LD `{cfg.get('ld_downsample')}` with d = {cfg.get('d')}, output stride {cfg.get('output_stride')}, "
-        f"mode `{cfg.get('mode')}`; {n_params / 1e6:.2f} M parameters",
+        f"- **architecture**: {arch}; {n_params / 1e6:.2f} M parameters",
         f"- **stage classifiers** (Fig. 5): {'yes' if stage_classifiers(m) else 'no'}",
         f"- **classes** ({predictor.num_classes}): {', '.join(predictor.classes)}",
         f"- **input normalisation**: {'BGR mean subtraction (authors)' if predictor.bgr_mean else 'ImageNet mean/std, RGB'}",

@@ -1,0 +1,252 @@
+"""gald.plug on torchvision hosts, a ResNet backbone, a user's module tree and timm; inspection of plugged models."""
+
+import copy
+import io
+import sys
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models.segmentation import deeplabv3_resnet50, fcn_resnet50, lraspp_mobilenet_v3_large
+
+import gald
+from gald.errors import GaldError, PlugError
+from gald.ld_effect import ld_intervention
+from gald.models import GALDInsert, LocalDistribution, gald_block, inspect, inserts, stage_classifiers, stage_layer
+from gald.viz.attribution import grad_cam
+
+K = 3
+ODD = (37, 53)
+
+HOSTS = {
+    "deeplabv3_resnet50": (lambda: deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=K, aux_loss=True),
+                           "backbone.layer4", 2048),
+    "fcn_resnet50": (lambda: fcn_resnet50(weights=None, weights_backbone=None, num_classes=K), "backbone.layer4", 2048),
+    "lraspp_mobilenet_v3_large": (lambda: lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=K),
+                                  "backbone.16", 960),
+}
+
+
+class Tree(nn.Module):
+    """A user's own network: a stem, two stages and a classifier, with a forward of its own."""
+
+    def __init__(self, k: int = K) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.stages = nn.ModuleDict({"a": nn.Conv2d(8, 16, 3, stride=2, padding=1), "b": nn.Conv2d(16, 24, 3, padding=1)})
+        self.classifier = nn.Conv2d(24, k, 1)
+
+    def forward(self, x):
+        y = self.stages["b"](torch.relu(self.stages["a"](self.stem(x))))
+        return nn.functional.interpolate(self.classifier(y), size=x.shape[-2:], mode="bilinear")
+
+
+@pytest.mark.parametrize("name", list(HOSTS))
+def test_torchvision_hosts_with_and_without_gald(name):
+    build, after, channels = HOSTS[name]
+    torch.manual_seed(0)
+    # batch statistics: at random initialisation MobileNetV3's eval-mode features are ~1e-9
+    host = build().train()
+    x = torch.rand(2, 3, *ODD)
+    with torch.no_grad():
+        plain = host(x)["out"]
+    keys = set(host.state_dict())
+    gald.plug(host, after=after, d=2)
+    assert set(host.state_dict()) >= keys  # the host's keys unchanged, the block's added
+    assert all(k.startswith("gald.") for k in set(host.state_dict()) - keys)
+    assert host.gald.channels == channels and host.gald.after == after
+    with torch.no_grad():
+        plugged = host(x)["out"]
+    assert plugged.shape == plain.shape == (2, K, *ODD)
+    assert not torch.allclose(plugged, plain)  # the block is in the path
+
+
+def test_the_identity_arrangement_leaves_the_host_unchanged():
+    host = fcn_resnet50(weights=None, weights_backbone=None, num_classes=K).eval()
+    x = torch.rand(1, 3, *ODD)
+    with torch.no_grad():
+        before = host(x)["out"]
+        gald.plug(host, after="backbone.layer4", arrangement="none", stage_classifiers=True)
+        t = inspect(host, x)
+    torch.testing.assert_close(t["out"], before, rtol=0, atol=0)
+    assert t["M"] is None and t["F_GA"] is None and t["F"].shape[1] == 2048
+    assert set(stage_classifiers(host)) == {"logits_fcn"}
+
+
+def test_a_training_step_reaches_the_block_and_keeps_the_host_aux():
+    host = gald.plug(deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=K, aux_loss=True),
+                     after="backbone.layer4", d=2).train()
+    x, y = torch.rand(2, 3, *ODD), torch.randint(0, K, (2, *ODD))
+    out = host(x)
+    assert set(out) == {"out", "aux"}
+    loss = nn.functional.cross_entropy(out["out"], y) + 0.4 * nn.functional.cross_entropy(out["aux"], y)
+    loss.backward()
+    ld = host.gald.block.ld.convs[0][0].weight.grad
+    assert ld is not None and ld.abs().sum() > 0
+    assert host.backbone.layer1[0].conv1.weight.grad.abs().sum() > 0
+
+
+def test_a_resnet_backbone_and_a_users_module_tree():
+    net = gald.plug(resnet18(), after="layer3", ga="nl", d=2).eval()
+    assert net(torch.rand(1, 3, *ODD)).shape == (1, 1000)
+    assert inspect(net, torch.rand(1, 3, *ODD))["F_GALD"].shape[1] == 256
+    tree = gald.plug(Tree(), after="stages.a", ga="psp", d=2, stage_classifiers=True).eval()
+    t = inspect(tree, torch.rand(2, 3, *ODD))
+    assert t["out"].shape == (2, K, *ODD) and t["M"].shape == (2, 16, 10, 14)
+    assert t["logits_fcn"].shape == t["logits_ga"].shape == (2, K, 10, 14)  # K read from the output
+
+
+def test_a_sequential_root_runs_the_block_once():
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1)).eval()
+    gald.plug(seq, after="1", ga="nl", d=2)
+    x = torch.rand(1, 3, 9, 11)
+    by_hand = seq[2](seq.gald.block(torch.relu(seq[0](x))))  # seq[1](...) would run the hook
+    torch.testing.assert_close(seq(x), by_hand)
+
+
+def test_timm_models_when_installed():
+    timm = pytest.importorskip("timm")  # an optional extra (gald[plug]); CI installs it
+    net = timm.create_model("resnet18", pretrained=False, features_only=True, out_indices=(3, 4)).eval()
+    gald.plug(net, after="layer4", d=2)
+    feats = net(torch.rand(1, 3, *ODD))
+    assert [f.shape[1] for f in feats] == [256, 512]
+    assert inspect(net, torch.rand(1, 3, *ODD))["M"].shape[1] == 512
+
+
+def test_gald_never_imports_timm():
+    code = "import gald, gald.models, gald.engine.segmentation, sys; print('timm' in sys.modules)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_the_tools_work_on_a_plugged_model():
+    torch.manual_seed(0)
+    net = gald.plug(Tree(), after="stages.a", ga="cgnl", d=2, ga_kwargs={"groups": 4}).eval()
+    x = torch.rand(2, 3, *ODD)
+    # the LD intervention reaches the plugged LD and changes the output only while open
+    for m in net.modules():
+        if isinstance(m, LocalDistribution):
+            for conv in m.convs.modules():
+                if isinstance(conv, nn.Conv2d):
+                    conv.weight.data.mul_(40)
+    with torch.no_grad():
+        before = net(x)
+        with ld_intervention(net, "zero"):
+            zero = net(x)
+        after = net(x)
+    assert not torch.allclose(before, zero)
+    torch.testing.assert_close(before, after, rtol=0, atol=0)
+    # Grad-CAM at the three stages, on the plugged taps
+    for stage in ("fcn", "ga", "gald"):
+        layer, to_input = stage_layer(net, stage)
+        assert not to_input and layer in set(net.gald.modules())
+        cam = grad_cam(net, x, target=0, stage=stage, region="all")
+        assert cam.shape == (2, *ODD) and torch.isfinite(cam).all()
+    assert gald_block(net) is net.gald.block
+
+
+def test_reading_m_and_the_stages_equals_running_the_block_by_hand():
+    net = Tree().eval()
+    captured = []
+    net.stages["a"].register_forward_hook(lambda m, a, o: captured.append(o))  # before the plug's: sees F
+    gald.plug(net, after="stages.a", ga="nl", d=2)
+    x = torch.rand(1, 3, *ODD)
+    t = inspect(net, x)
+    f = captured[-1]
+    torch.testing.assert_close(t["F"], f)
+    f_ga = net.gald.block.ga(f)
+    m = net.gald.block.ld.mask(f_ga)
+    torch.testing.assert_close(t["M"], m)
+    torch.testing.assert_close(t["F_GALD"], m * f_ga + f_ga)  # Eq. 2
+    assert net.gald._record is None  # inspection leaves no state behind
+
+
+def test_deepcopy_and_pickle_keep_the_block_in_the_path():
+    net = gald.plug(Tree(), after="stages.a", ga="nl", d=2).eval()
+    x = torch.rand(1, 3, *ODD)
+    with torch.no_grad():
+        ref = net(x)
+        twin = copy.deepcopy(net)
+        torch.testing.assert_close(twin(x), ref)
+        twin.gald.block.ga.ga.norm.weight.data.fill_(3.0)  # the copy's hook runs the copy's block
+        assert not torch.allclose(twin(x), ref)
+        buffer = io.BytesIO()
+        torch.save(net, buffer)
+        buffer.seek(0)
+        torch.testing.assert_close(torch.load(buffer, weights_only=False)(x), ref)
+
+
+def test_state_dict_round_trip_into_a_freshly_plugged_twin():
+    torch.manual_seed(0)
+    a = gald.plug(Tree(), after="stages.a", ga="nl", d=2).eval()
+    torch.manual_seed(1)
+    b = gald.plug(Tree(), after="stages.a", ga="nl", d=2).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(1, 3, *ODD)
+    torch.testing.assert_close(b(x), a(x))
+
+
+def test_the_block_follows_the_models_mode_device_and_dtype():
+    net = Tree().double().train()
+    gald.plug(net, after="stages.b", ga="nl", d=2)
+    assert net.gald.training and next(net.gald.parameters()).dtype == torch.float64
+    assert net.training and net.stem[1].training  # the dry run ran in eval mode and put every mode back
+    frozen = Tree().train()
+    frozen.stem[1].eval()
+    gald.plug(frozen, after="stages.b", ga="nl", d=2)
+    assert not frozen.stem[1].training
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_an_unknown_insertion_point_lists_the_nearest_names():
+    with pytest.raises(PlugError, match=r"no module 'backbone.layr4'; the nearest valid names: \['backbone.layer4'"):
+        gald.plug(fcn_resnet50(weights=None, weights_backbone=None), after="backbone.layr4")
+    with pytest.raises(PlugError, match=r"top-level modules are \['stem', 'stages', 'classifier'\]"):
+        gald.plug(Tree(), after="encoder.block9")
+
+
+def test_a_spatially_flat_output_is_refused_with_a_suggestion():
+    with pytest.raises(PlugError, match=r"'avgpool' is \(1, 512, 1, 1\).*spatially flat.*e\.g\. 'layer4' \(512 × 7 × 7\)"):
+        gald.plug(resnet18(), after="avgpool")
+    with pytest.raises(PlugError, match=r"'fc' is \(1, 1000\), not a feature map"):
+        gald.plug(resnet18(), after="fc")
+
+
+def test_channels_the_ga_module_cannot_take_are_one_line():
+    with pytest.raises(PlugError, match=r"cannot plug GA 'cgnl' after 'classifier' \(3 channels\): .*divisible by groups"):
+        gald.plug(Tree(), after="classifier")
+    with pytest.raises(GaldError, match=r"^ga must be one of"):
+        gald.plug(Tree(), after="stages.a", ga="transformer")
+
+
+def test_a_plugged_model_is_refused_unless_asked():
+    net = gald.plug(Tree(), after="stages.a", ga="nl", d=2)
+    with pytest.raises(PlugError, match=r"plugged already \(gald after 'stages.a'\); pass allow_multiple=True"):
+        gald.plug(net, after="stages.b", ga="nl")
+    gald.plug(net, after="stages.b", ga="nl", d=2, allow_multiple=True)
+    assert list(inserts(net)) == ["gald", "gald_2"]
+    assert all(isinstance(m, GALDInsert) for m in inserts(net).values())
+    with pytest.raises(ValueError, match="2 GALD blocks"):
+        inspect(net, torch.rand(1, 3, *ODD))
+    with pytest.raises(PlugError, match="no module 'gald'"):  # the block itself is not an insertion point
+        gald.plug(Tree(), after="gald", allow_multiple=True)
+
+
+def test_a_module_that_does_not_run_or_returns_no_tensor():
+    class Unused(Tree):
+        def __init__(self):
+            super().__init__()
+            self.spare = nn.Conv2d(24, 24, 1)
+
+    with pytest.raises(PlugError, match="'spare' did not run"):
+        gald.plug(Unused(), after="spare")
+    with pytest.raises(PlugError, match=r"dry run of the model on a \(1, 3, 224, 224\) input failed"):
+        gald.plug(nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU()), after="1")  # expects 4 image channels
+    with pytest.raises(PlugError, match="stage_classifiers need num_classes"):
+        gald.plug(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(0)), after="0", ga="nl", stage_classifiers=True)
