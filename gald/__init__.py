@@ -4,7 +4,7 @@ import logging
 
 from .models import GA_MODULES, GALDNet, build_model, gald_resnet50, gald_resnet101, gald_tiny, plug
 
-__version__ = "0.2.4"
+__version__ = "0.2.5"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from gald import evaluate, predict
+from gald import app, evaluate, predict
+from gald.data.images import ImageError
+from gald.data.synthetic import make_scene
 from gald.config import HOST_ARCHS, TrainConfig, load_config, model_config
 from gald.engine import segmentation
 from gald.engine.predictor import Predictor
@@ -76,10 +78,15 @@ def test_the_checkpoint_loads_in_evaluate_predict_and_the_app(trained, tmp_path)
     assert (tmp_path / "out" / "x_label.png").is_file()
     predictor = Predictor.from_checkpoint(trained / "model.pt")
     assert predictor.ld_channels == 960 and predictor.has_ga
-    analysis = views.analyze(predictor, image)
-    assert analysis["labels"].shape == (45, 67)
-    assert "lraspp_mobilenet_v3_large" in views.model_info_markdown(predictor)
-    assert "backbone.16" in views.model_info_markdown(predictor)
+    info = views.model_info_markdown(predictor)
+    assert "`lraspp_mobilenet_v3_large` (torchvision) with GALD plugged after `backbone.16`" in info
+    page = app.Page(predictor, label_dir=tmp_path / "app")  # every view of the app, as its handlers
+    scene = make_scene(0, 4, split="val")
+    r = page.segment(scene.image, stage="ga")
+    assert r["ld_mean"] is not None and r["attribution"] is not None and len(r["stages"]) == 3
+    assert page.probe(r["state"], 60, 100)["probe"] is not None
+    with pytest.raises(ImageError, match="predicts no sky"):  # two training steps: the handler runs, one line
+        page.swap_sky(r["state"])
 
 
 def test_the_host_alone_is_the_identity_block():

@@ -60,7 +60,9 @@ def test_list_and_get_models_by_name():
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("name", list_models())
+# The ResNet-101 hosts are their ResNet-50 twins one stage deeper, through the same code: they build
+# (on the meta device) in tests/test_hosts.py, and are left out here for CI time.
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in ("deeplabv3_resnet101", "fcn_resnet101")])
 def test_every_model_round_trips_through_a_pretrained_folder(name, tmp_path):
     torch.manual_seed(0)
     kwargs = {"num_classes": 3, **SMALL.get(name, {}), **(DETECTOR if "rcnn" in name else {})}
