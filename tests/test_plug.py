@@ -35,11 +35,12 @@ class Tree(nn.Module):
     def __init__(self, k: int = K) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.stages = nn.ModuleDict({"a": nn.Conv2d(8, 16, 3, stride=2, padding=1), "b": nn.Conv2d(16, 24, 3, padding=1)})
-        self.classifier = nn.Conv2d(24, k, 1)
+        self.stages = nn.ModuleDict({"a": nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()),
+                                     "b": nn.Sequential(nn.Conv2d(16, 24, 3, padding=1), nn.ReLU())})
+        self.classifier = nn.Sequential(nn.Conv2d(24, k, 1))
 
     def forward(self, x):
-        y = self.stages["b"](torch.relu(self.stages["a"](self.stem(x))))
+        y = self.stages["b"](self.stages["a"](self.stem(x)))
         return nn.functional.interpolate(self.classifier(y), size=x.shape[-2:], mode="bilinear")
 
 
@@ -221,7 +222,8 @@ def test_a_spatially_flat_output_is_refused_with_a_suggestion():
 
 
 def test_channels_the_ga_module_cannot_take_are_one_line():
-    with pytest.raises(PlugError, match=r"cannot plug GA 'cgnl' after 'classifier' \(3 channels\): .*divisible by groups"):
+    with pytest.raises(PlugError, match=r"cannot plug a GALD block \(GA 'cgnl', d=8\) after 'classifier' \(3 channels\): "
+                                       r".*divisible by groups"):
         gald.plug(Tree(), after="classifier")
     with pytest.raises(GaldError, match=r"^ga must be one of"):
         gald.plug(Tree(), after="stages.a", ga="transformer")
@@ -236,22 +238,23 @@ def test_a_plugged_model_is_refused_unless_asked():
     assert all(isinstance(m, GALDInsert) for m in inserts(net).values())
     with pytest.raises(ValueError, match="2 GALD blocks"):
         inspect(net, torch.rand(1, 3, *ODD))
-    with pytest.raises(PlugError, match="no module 'gald'"):  # the block itself is not an insertion point
-        gald.plug(Tree(), after="gald", allow_multiple=True)
+    for inside in ("gald", "gald.block.ga"):  # the blocks are not insertion points
+        with pytest.raises(PlugError, match=f"no module '{inside}'"):
+            gald.plug(net, after=inside, allow_multiple=True)
 
 
 def test_a_module_that_does_not_run_or_returns_no_tensor():
     class Unused(Tree):
         def __init__(self):
             super().__init__()
-            self.spare = nn.Conv2d(24, 24, 1)
+            self.spare = nn.ReLU()
 
     with pytest.raises(PlugError, match="'spare' did not run"):
         gald.plug(Unused(), after="spare")
     with pytest.raises(PlugError, match=r"dry run of the model on a \(1, 3, 224, 224\) input failed"):
         gald.plug(nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU()), after="1")  # expects 4 image channels
     with pytest.raises(PlugError, match="stage_classifiers need num_classes"):
-        gald.plug(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(0)), after="0", ga="nl", stage_classifiers=True)
+        gald.plug(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(0)), after="1", ga="nl", stage_classifiers=True)
 
 
 def test_a_plugged_model_exports_to_onnx(tmp_path):
@@ -265,3 +268,75 @@ def test_a_plugged_model_exports_to_onnx(tmp_path):
     net = gald.plug(Segmenter(), after="stages.a", ga="nl", d=2).eval()
     path = export_onnx(net, tmp_path / "plugged.onnx", example_size=(64, 96))
     assert onnx_max_abs_diff(net, path) < 1e-4  # the hook and the block are in the exported graph
+
+
+def test_a_module_that_runs_more_than_once_is_refused():
+    net = resnet18()  # a BasicBlock calls its one ReLU twice
+    with pytest.raises(PlugError, match=r"'layer4.1.relu' runs 2 times in one forward pass"):
+        gald.plug(net, after="layer4.1.relu")
+
+
+def test_leaves_that_conversions_replace_are_refused():
+    with pytest.raises(PlugError, match=r"'layer4.1.bn2' is a BatchNorm2d.*e\.g\. 'layer4.1'"):
+        gald.plug(resnet18(), after="layer4.1.bn2")
+    with pytest.raises(PlugError, match=r"'layer4.1.conv2' is a Conv2d"):
+        gald.plug(resnet18(), after="layer4.1.conv2")
+
+
+def test_a_channels_last_output_is_refused():
+    class ChannelsLast(Tree):
+        def __init__(self):
+            super().__init__()
+            self.to_nhwc = nn.Identity()
+
+        def forward(self, x):
+            y = self.to_nhwc(self.stages["a"](self.stem(x)).permute(0, 2, 3, 1))
+            return self.classifier[0].weight.sum() + y.sum()
+
+    with pytest.raises(PlugError, match=r"dim 1 of the output of 'to_nhwc' follows the input size \(56 at"):
+        gald.plug(ChannelsLast(), after="to_nhwc")
+
+
+def test_a_refusal_leaves_the_model_untouched():
+    net = gald.plug(Tree(), after="stages.a", ga="nl", d=2).train()
+    keys, hooks = list(net.state_dict()), {n: len(m._forward_hooks) for n, m in net.named_modules()}
+    for after, kwargs in (("stages.b", {}), ("stages.b", {"allow_multiple": True, "ga_kwargs": {"groups": 5}}),
+                          ("stem.1", {"allow_multiple": True}), ("nowhere", {"allow_multiple": True})):
+        with pytest.raises(PlugError):
+            gald.plug(net, after=after, **kwargs)
+    assert list(net.state_dict()) == keys and {n: len(m._forward_hooks) for n, m in net.named_modules()} == hooks
+    assert net.training and all(m.training for m in net.modules())
+
+
+def test_the_block_never_replaces_a_childs_name():
+    net = Tree()
+    net.gald = nn.Identity()  # the user's own module of that name
+    gald.plug(net, after="stages.a", ga="nl", d=2)
+    assert isinstance(net.gald, nn.Identity) and list(inserts(net)) == ["gald_2"]
+
+
+def test_inspection_copies_what_the_host_changes_in_place():
+    class InPlace(Tree):
+        def forward(self, x):
+            y = self.stages["a"](self.stem(x))
+            y += 1  # in place, after the insertion point
+            return self.classifier(self.stages["b"](y))
+
+    net = InPlace().eval()
+    captured = []
+    net.stages["a"].register_forward_hook(lambda m, a, o: captured.append(o.clone()))
+    gald.plug(net, after="stages.a", arrangement="none")
+    t = inspect(net, torch.rand(1, 3, *ODD))
+    torch.testing.assert_close(t["F"], captured[-1], rtol=0, atol=0)
+
+
+def test_a_ddp_wrapped_model_is_refused(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        wrapped = nn.parallel.DistributedDataParallel(Tree())
+        with pytest.raises(PlugError, match="wrapped in DistributedDataParallel: plug the model itself, then wrap it"):
+            gald.plug(wrapped, after="module.stages.a")
+    finally:
+        dist.destroy_process_group()

@@ -5,13 +5,15 @@ to a built model, without editing its code::
 
     >>> from torchvision.models.segmentation import deeplabv3_resnet50
     >>> model = gald.plug(deeplabv3_resnet50(weights=None, weights_backbone=None), after="backbone.layer4")
-    >>> model(torch.rand(1, 3, 97, 97))["out"].shape
+    >>> model.eval()(torch.rand(1, 3, 97, 97))["out"].shape
     torch.Size([1, 21, 97, 97])
 
 What it does:
 
-* a dry run at ``input_size`` reads the channels ``C`` of the feature ``F`` that the module named
-  ``after`` returns (and, when it is needed, the host's classes);
+* a dry run on zeros at ``input_size`` (in eval mode, without gradients; free on the meta device)
+  reads the channels ``C`` of the feature ``F`` that the module named ``after`` returns, checks that
+  it runs once and returns a feature map (N, C, H, W), and reads the host's classes; a second run
+  at a larger size tells the channel axis from a spatial one;
 * a :class:`GALDInsert` holding a :class:`~gald.models.GALDBlock` of ``C`` channels is added to the
   model as the child ``gald`` — the host's state-dict keys stay as they were, the block's are added
   under ``gald.``;
@@ -114,11 +116,13 @@ class GALDInsert(nn.Module):
         if self._record is None:
             return self.output(self.block(f))
         t = self.block.forward_intermediates(f)
-        self._record.update(
-            F=f, **t,
-            logits_fcn=self.stage_fcn(f) if self.stage_fcn is not None else None,
-            logits_ga=self.stage_ga(t["F_GA"]) if self.stage_ga is not None and t["F_GA"] is not None else None,
-        )
+        record = {
+            "F": f, **t,
+            "logits_fcn": self.stage_fcn(f) if self.stage_fcn is not None else None,
+            "logits_ga": self.stage_ga(t["F_GA"]) if self.stage_ga is not None and t["F_GA"] is not None else None,
+        }
+        # copies: the host may change F or the block's output in place after this point (``x += identity``)
+        self._record.update({k: None if v is None else v.clone() for k, v in record.items()})
         return self.output(t["F_GALD"])
 
 
@@ -133,6 +137,10 @@ class _Reached(Exception):
 
 def _stop(*args: Any) -> None:
     raise _Reached
+
+
+#: Leaves that the library's conversions replace by new modules (which would lose the hook).
+_REPLACED = (nn.Conv2d, nn.modules.batchnorm._BatchNorm)
 
 
 @contextlib.contextmanager
@@ -195,29 +203,42 @@ def plug(
         and a forward hook on ``after``; the block is on ``model``'s device, in its mode.
 
     Raises:
-        PlugError: ``after`` is not a module of ``model`` (the nearest valid names are listed), its
-            output is not a feature map (e.g. spatially flat after global pooling), the GA module
-            cannot take its channels, or the model is plugged already.
+        PlugError: ``after`` is not a module of ``model`` (the nearest valid names are listed), is a
+            Conv2d / BatchNorm leaf (conversions replace those), runs more than once per forward, or
+            does not return a feature map (N, C, H, W) (e.g. spatially flat after global pooling);
+            the block cannot take its channels; the model is plugged already, or wrapped in DDP.
+            Nothing is changed then.
+        UnknownChoiceError: an unknown ``ga`` or ``arrangement`` name.
 
     Shape:
         the model's own; ``F`` (N, C, H, W) at ``after`` -> the block's output (N, C, H, W)
     """
     check_choice("arrangement", arrangement, ARRANGEMENTS)
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        raise PlugError(f"the model is wrapped in {type(model).__name__}: plug the model itself, then wrap it")
     present = inserts(model)
     if present and not allow_multiple:
         where = ", ".join(f"{name} after {m.after!r}" for name, m in present.items())
         raise PlugError(f"the model is plugged already ({where}); pass allow_multiple=True to add another block")
     modules = dict(model.named_modules())
-    if after not in modules or not after or isinstance(modules[after], GALDInsert):
-        raise PlugError(_unknown(after, [n for n in modules if n and not n.startswith(tuple(present))]))
+    inside = tuple(f"{name}." for name in present)
+    valid = [n for n in modules if n and n not in present and not n.startswith(inside)]
+    if after not in valid:
+        raise PlugError(_unknown(after, valid))
     target = modules[after]
-    shape, out_classes = _dry_run(model, target, after, input_size, in_channels, need_classes=stage_classifiers
-                                  and num_classes is None)
+    if isinstance(target, _REPLACED):
+        # SyncBatchNorm conversion, BatchNorm folding and NNPACK swap these leaves for new modules,
+        # which would drop the hook and, silently, the block
+        parent = after.rpartition(".")[0]
+        raise PlugError(f"{after!r} is a {type(target).__name__}, a layer that conversions (SyncBatchNorm, BatchNorm "
+                        "folding, NNPACK) replace, which would drop the block; plug after the module that holds it"
+                        + (f", e.g. {parent!r}" if parent else ""))
+    shape, out_classes = _dry_run(model, target, after, input_size, in_channels)
     if len(shape) != 4 or shape[-2:] == (1, 1):
         raise PlugError(f"the output of {after!r} is {tuple(shape)}, not a feature map (N, C, H, W) with a spatial "
                         f"extent (spatially flat, e.g. after global pooling): GALD needs one; plug it after an "
                         f"earlier module{_spatial_hint(model, after, input_size, in_channels)}")
-    num_classes = num_classes or out_classes
+    num_classes = num_classes or (out_classes if stage_classifiers else None)
     if stage_classifiers and not num_classes:
         raise PlugError("stage_classifiers need num_classes: the model's output is neither a tensor (N, K, H, W) "
                         "nor a dict with 'out'; pass num_classes=K")
@@ -231,16 +252,16 @@ def plug(
     except GaldError:
         raise
     except (ValueError, TypeError) as err:
-        raise PlugError(f"cannot plug GA {_name(ga)!r} after {after!r} ({shape[1]} channels): {err}") from None
+        raise PlugError(f"cannot plug a GALD block (GA {_name(ga)!r}, d={d}) after {after!r} ({shape[1]} channels): "
+                        f"{err}") from None
     reference = next(target.parameters(), None)
     reference = next(model.parameters(), None) if reference is None else reference
     if reference is not None:
         insert.to(device=reference.device, dtype=reference.dtype)
     insert.train(model.training)
-    name = PLUG_NAME
-    for i in range(2, len(present) + 3):
-        if name not in modules:
-            break
+    name, i = PLUG_NAME, 1
+    while hasattr(model, name):  # never replace a child or shadow an attribute the model has
+        i += 1
         name = f"{PLUG_NAME}_{i}"
     model.add_module(name, insert)
     target.register_forward_hook(insert.hook)
@@ -261,45 +282,60 @@ def _unknown(after: str, names: list[str]) -> str:
 
 @torch.no_grad()
 def _dry_run(
-    model: nn.Module, target: nn.Module, after: str, size: Sequence[int], in_channels: int, *, need_classes: bool
+    model: nn.Module, target: nn.Module, after: str, size: Sequence[int], in_channels: int
 ) -> tuple[tuple[int, ...], int | None]:
-    """Run ``model`` in eval mode on zeros; return the shape of ``target``'s output and, with
-    ``need_classes``, the channels of the model's output (else the run stops at ``target``)."""
-    seen: dict[str, Any] = {}
+    """Run ``model`` in eval mode on zeros; return the shape of ``target``'s output and the channels
+    of the model's output (``None`` if it has none).
 
-    def record(module: nn.Module, args: tuple, output: Any) -> None:
-        seen["output"] = output
-        if not need_classes:
-            raise _Reached
+    Raises:
+        PlugError: the run fails, ``target`` does not run or runs more than once (a shared module:
+            one block cannot follow each call), its output is not a tensor, or dim 1 of its output
+            follows the input size (a channels-last map, not (N, C, H, W)).
+    """
+    out, outputs = _run(model, target, size, in_channels)
+    if not outputs:
+        raise PlugError(f"{after!r} did not run in the model's forward pass; plug after a module that runs")
+    if len(outputs) > 1:
+        raise PlugError(f"{after!r} runs {len(outputs)} times in one forward pass (a module used more than once, "
+                        "e.g. a shared ReLU): a block after it would run after every call; plug after a module "
+                        "that runs once, e.g. the block or stage that holds it")
+    output = outputs[0]
+    if not isinstance(output, torch.Tensor):
+        raise PlugError(f"the output of {after!r} is a {type(output).__name__}, not a feature map tensor "
+                        "(N, C, H, W); plug after a module that returns one")
+    if output.ndim == 4:
+        try:  # a second size tells the channel axis from a spatial one
+            _, again = _run(model, target, [s + 32 for s in size], in_channels)
+        except PlugError:
+            again = []  # a model that takes one input size only (e.g. a ViT): nothing to compare
+        if again and isinstance(again[0], torch.Tensor) and again[0].ndim == 4 and again[0].shape[1] != output.shape[1]:
+            raise PlugError(f"dim 1 of the output of {after!r} follows the input size ({output.shape[1]} at "
+                            f"{tuple(size)}, {again[0].shape[1]} at {tuple(s + 32 for s in size)}): not channels; "
+                            "GALD needs (N, C, H, W), e.g. a channels-last (N, H, W, C) map permuted")
+    classes = None
+    y = out.get("out") if isinstance(out, Mapping) else out
+    if isinstance(y, torch.Tensor) and y.ndim >= 2:
+        classes = int(y.shape[1])
+    return tuple(output.shape), classes
 
+
+def _run(model: nn.Module, target: nn.Module, size: Sequence[int], in_channels: int) -> tuple[Any, list]:
+    """The model's output on a zeros batch of ``size``, in eval mode, and every output of ``target``."""
+    outputs: list = []
     reference = next(model.parameters(), None)
     x = torch.zeros(1, in_channels, *size, device=reference.device if reference is not None else "cpu",
                     dtype=reference.dtype if reference is not None else torch.float32)
-    handle = target.register_forward_hook(record)
-    out = None
+    handle = target.register_forward_hook(lambda module, args, output: outputs.append(output))  # returns None
     try:
-        with _eval_mode(model):
+        with _eval_mode(model), torch.no_grad():
             out = model(x)
-    except _Reached:
-        pass
     except Exception as err:  # a host that cannot run this input: say which input, and why
         raise PlugError(f"the dry run of the model on a {tuple(x.shape)} input failed ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}); pass input_size= or in_channels= "
                         "that the model takes") from None
     finally:
         handle.remove()
-    if "output" not in seen:
-        raise PlugError(f"{after!r} did not run in the model's forward pass; plug after a module that runs")
-    output = seen["output"]
-    if not isinstance(output, torch.Tensor):
-        raise PlugError(f"the output of {after!r} is a {type(output).__name__}, not a feature map tensor "
-                        "(N, C, H, W); plug after a module that returns one")
-    classes = None
-    if out is not None:
-        y = out.get("out") if isinstance(out, Mapping) else out
-        if isinstance(y, torch.Tensor) and y.ndim >= 2:
-            classes = int(y.shape[1])
-    return tuple(output.shape), classes
+    return out, outputs
 
 
 def _spatial_hint(model: nn.Module, after: str, size: Sequence[int], in_channels: int) -> str:
