@@ -37,7 +37,7 @@ from .ld import PAPER_LD
 from .plug import plug
 from .state_dict import load_state_dict_checked, read_weights_file
 
-__all__ = ["Host", "HOSTS", "build_host", "host_options"]
+__all__ = ["Host", "HOSTS", "host_network", "build_host", "host_options"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,35 @@ HOSTS: dict[str, Host] = {
 }
 
 
+def host_network(
+    arch: str,
+    *,
+    num_classes: int = 21,
+    aux: bool | None = None,
+    pretrained_backbone: str | os.PathLike | None = None,
+) -> nn.Module:
+    """torchvision's ``arch`` as torchvision builds it, nothing plugged (offline unless asked).
+
+    Args:
+        arch: a name in :data:`HOSTS`.
+        num_classes: output classes.
+        aux: build the host's aux classifier (``None``: when the host has one).
+        pretrained_backbone: ``None``, ``"torchvision"`` (downloads) or a local ImageNet checkpoint.
+    """
+    host = lookup("host", arch, HOSTS)
+    aux = host.aux if aux is None else aux
+    if aux and not host.aux:
+        raise ConfigError(f"{arch} has no aux classifier; set aux false (aux_weight 0 in a training config)")
+    kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes,
+                              "weights_backbone": "DEFAULT" if pretrained_backbone == "torchvision" else None}
+    if host.aux:
+        kwargs["aux_loss"] = aux
+    model = host.builder(**kwargs)
+    if pretrained_backbone not in (None, "torchvision"):
+        _load_trunk(model.backbone, pretrained_backbone)
+    return model
+
+
 def build_host(
     arch: str,
     *,
@@ -78,7 +107,7 @@ def build_host(
     pretrained_backbone: str | os.PathLike | None = None,
     input_size: tuple[int, int] | list[int] = (224, 224),
 ) -> nn.Module:
-    """Build torchvision's ``arch`` and plug a GALD block into it (see the module docstring).
+    """:func:`host_network` with a GALD block plugged in (see the module docstring).
 
     Args:
         arch: a name in :data:`HOSTS`.
@@ -96,19 +125,10 @@ def build_host(
         The host module with ``config`` (what checkpoints record) set; ``config["after"]`` is the
         insertion point used.
     """
-    host = lookup("host", arch, HOSTS)
     check_choice("block", block, ARRANGEMENTS)
-    aux = host.aux if aux is None else aux
-    if aux and not host.aux:
-        raise ConfigError(f"{arch} has no aux classifier; set aux false (aux_weight 0 in a training config)")
-    kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes,
-                              "weights_backbone": "DEFAULT" if pretrained_backbone == "torchvision" else None}
-    if host.aux:
-        kwargs["aux_loss"] = aux
-    model = host.builder(**kwargs)
-    if pretrained_backbone not in (None, "torchvision"):
-        _load_trunk(model.backbone, pretrained_backbone)
-    after = host.after if after is None else after
+    model = host_network(arch, num_classes=num_classes, aux=aux, pretrained_backbone=pretrained_backbone)
+    aux = HOSTS[arch].aux if aux is None else aux
+    after = HOSTS[arch].after if after is None else after
     ld_last_norm = PAPER_LD["last_norm"] if ld_last_norm is None else ld_last_norm
     ld_init = PAPER_LD["init"] if ld_init is None else ld_init
     plug(model, after, ga=ga, arrangement=block, d=d, ga_kwargs=ga_kwargs, ga_downsample=ga_downsample,
