@@ -166,21 +166,34 @@ def analyse(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    def subset(run: argparse.ArgumentParser) -> None:
+        run.add_argument("--arms", nargs="+", default=None, help="subset of the plan's arms")
+        run.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of the plan's seeds")
+
+    return grid_arguments(argv, doc=__doc__, results=RESULTS, prereg=PREREG, smoke="3 arms, 2 seeds, 6 iterations",
+                          smoke_results="gald-v2-smoke", run_options=subset)
+
+
+def grid_arguments(argv: list[str] | None, *, doc: str, results: str, prereg: str, smoke: str, smoke_results: str,
+                   run_options=None) -> argparse.Namespace:
+    """The command line of a pre-registered grid: ``run`` (``--shard i/n``, ``--work-dir``) and
+    ``analyse``, both with ``--results``, ``--prereg`` and ``--smoke`` (whose cells go to a
+    temporary folder, never the real grid's)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "analyse"):
         p = sub.add_parser(name)
-        p.add_argument("--results", default=RESULTS, help="folder of the cells")
-        p.add_argument("--prereg", default=PREREG, help="the pre-registration whose plan is followed")
-        p.add_argument("--smoke", action="store_true", help="CI-sized: 3 arms, 2 seeds, 6 iterations")
+        p.add_argument("--results", default=results, help="folder of the cells")
+        p.add_argument("--prereg", default=prereg, help="the pre-registration whose plan is followed")
+        p.add_argument("--smoke", action="store_true", help=f"CI-sized: {smoke}")
     r = sub.choices["run"]
-    r.add_argument("--arms", nargs="+", default=None, help="subset of the plan's arms")
-    r.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of the plan's seeds")
+    if run_options is not None:
+        run_options(r)
     r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell from the i-th (parallel runners)")
     r.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder)")
     args = parser.parse_args(argv)
-    if args.smoke and args.results == RESULTS:  # smoke cells never land in the real grid's folder
-        args.results = os.path.join(tempfile.gettempdir(), "gald-v2-smoke")
+    if args.smoke and args.results == results:  # smoke cells never land in the real grid's folder
+        args.results = os.path.join(tempfile.gettempdir(), smoke_results)
     if args.command == "run":
         try:
             i, n = (int(x) for x in args.shard.split("/"))

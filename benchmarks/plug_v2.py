@@ -25,7 +25,7 @@ import tempfile
 
 import torch
 
-from ablation_v2 import SMOKE, check_code_location, shard_cells
+from ablation_v2 import SMOKE, check_code_location, grid_arguments, shard_cells
 from gald.experiments import ablation, stats
 from gald.metrics.ld_effect import ld_verdict
 
@@ -143,28 +143,8 @@ def analyse(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "analyse"):
-        p = sub.add_parser(name)
-        p.add_argument("--results", default=RESULTS, help="folder of the cells")
-        p.add_argument("--prereg", default=PREREG, help="the pre-registration whose plan is followed")
-        p.add_argument("--smoke", action="store_true", help="CI-sized: both arms, one seed, 6 iterations")
-    r = sub.choices["run"]
-    r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell from the i-th (parallel runners)")
-    r.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder)")
-    args = parser.parse_args(argv)
-    if args.smoke and args.results == RESULTS:  # smoke cells never land in the real grid's folder
-        args.results = os.path.join(tempfile.gettempdir(), "gald-plug-smoke")
-    if args.command == "run":
-        try:
-            i, n = (int(x) for x in args.shard.split("/"))
-        except ValueError:
-            i, n = -1, 0
-        if not 0 <= i < n:
-            parser.error(f"--shard must be i/n with 0 <= i < n, got {args.shard!r}")
-        args.shard = (i, n)
-    return args
+    return grid_arguments(argv, doc=__doc__, results=RESULTS, prereg=PREREG, smoke="both arms, one seed, 6 iterations",
+                          smoke_results="gald-plug-smoke")
 
 
 def main(argv: list[str] | None = None) -> int:

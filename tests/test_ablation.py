@@ -1,4 +1,5 @@
 import json
+import os
 import math
 
 import pytest
@@ -196,3 +197,42 @@ def test_v2_analyse_a_complete_grid_end_to_end(tmp_path):
     assert {e["spatial_mean"]["verdict"] for e in result["ld_effects"]} == {"inert"}  # plan SESOI 1.0
     md = (tmp_path / "ablation_v2.md").read_text()
     assert "provisional" not in md and "(exploratory)" in md and "| cgnl+ld | 5 |" in md
+
+
+# ---------------------------------------------------------------------------------------------- plug
+
+
+def test_the_committed_host_comparison_is_what_its_cells_give(tmp_path, monkeypatch):
+    """benchmarks/results/plug_v2.{md,json} regenerate from the committed cells, under the committed plan."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))  # the script imports its sibling ablation_v2, as when run
+    monkeypatch.delitem(sys.modules, "ablation_v2", raising=False)
+    runner = load_benchmark("plug_v2")
+    shutil.copytree(bench / "results" / "plug_v2" / "cells", tmp_path / "plug_v2" / "cells")
+    result = runner.analyse(runner.parse_args(["analyse", "--results", str(tmp_path / "plug_v2")]))
+    committed = json.loads((bench / "results" / "plug_v2.json").read_text())
+    assert result["complete"] and committed["complete"]
+    for ours, theirs in zip(result["comparisons"], committed["comparisons"]):
+        assert ours["key"] == theirs["key"] and ours["verdict"] == theirs["verdict"]
+        assert ours["ci95"] == pytest.approx(theirs["ci95"]) and ours["n"] == 5
+    assert (tmp_path / "plug_v2.md").read_text() == (bench / "results" / "plug_v2.md").read_text().replace(
+        "benchmarks/results/plug_v2", os.path.relpath(tmp_path / "plug_v2", bench.parent))
+
+
+def test_the_plug_grid_runs_both_arms_in_smoke_mode(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "ablation_v2", raising=False)
+    runner = load_benchmark("plug_v2")
+    args = ["--results", str(tmp_path / "cells_root"), "--smoke"]
+    assert runner.main(["run", *args, "--work-dir", str(tmp_path / "runs")]) == 0
+    cells = {c["variant"]: c for c in ablation.load_cells(str(tmp_path / "cells_root"))}
+    assert set(cells) == {"lraspp", "lraspp+gald"} and cells["lraspp"]["identity"]["benchmark"] == "v2-plug-smoke"
+    assert "ld_effect" in cells["lraspp+gald"] and "ld_effect" not in cells["lraspp"]
+    assert cells["lraspp+gald"]["parameters"] > cells["lraspp"]["parameters"]

@@ -116,3 +116,14 @@ def test_a_bad_insertion_point_in_a_config_is_refused_before_training(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no module 'backbone.61'" in err[0] and "backbone.16" in err[0]
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_host_network_is_torchvisions_model_with_nothing_plugged():
+    from gald.models import inserts
+    from gald.models.hosts import host_network
+
+    with torch.device("meta"):
+        plain = host_network("deeplabv3_resnet50", num_classes=7)
+        built = build_model({"arch": "deeplabv3_resnet50", "num_classes": 7, "block": "none"})
+    assert type(plain).__name__ == "DeepLabV3" and not inserts(plain) and plain.aux_classifier is not None
+    assert set(plain.state_dict()) == set(built.state_dict())  # the identity block adds no keys
