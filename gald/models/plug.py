@@ -132,7 +132,7 @@ def inserts(model: nn.Module) -> dict[str, GALDInsert]:
 
 
 class _Reached(Exception):
-    """Stops a dry run once the insertion point has run."""
+    """Stops the spatial-hint run (:func:`_spatial_hint`) once the insertion point has run."""
 
 
 def _stop(*args: Any) -> None:
