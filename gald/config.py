@@ -193,7 +193,7 @@ class TrainConfig(RunConfig):
                                       "(GALD plugged into torchvision's model, paper mode)")
         elif self.plug_after is not None:
             raise ConfigError(f"plug_after {self.plug_after!r} is for a host network (arch one of "
-                              f"{list(HOST_ARCHS)}); {self.arch} has GALD built in")
+                              f"{list(HOST_ARCHS)}), not for arch {self.arch!r}")
         if len(self.scale_range) != 2 or self.scale_range[0] > self.scale_range[1]:
             raise ConfigError(f"scale_range needs [low, high] with low <= high, got {self.scale_range}")
 
@@ -419,7 +419,7 @@ HELP: dict[str, str] = {
     "ga": "Global Aggregation module (Sec. 3.1)",
     "block": "arrangement of GA and LD (Sec. 4.3): gald = GA then LD (the paper's), ldga, parallel, ga, ld, none",
     "ld_downsample": "how LD shrinks F_GA before its mask (Sec. 3.2; the paper: depth-wise strided convolutions)",
-    "d": "LD's downsampling rate d (Sec. 3.2; the paper: 2 for Cityscapes); detection: none = the builder's",
+    "d": "LD's downsampling rate d (Sec. 3.2; the paper: 8, Table 1(e)); detection: none = the builder's",
     "ld_last_norm": "BatchNorm after LD's last convolution (not given: the --mode's choice)",
     "ld_init": "initialisation of LD's mask layer (none or not given: the --mode's choice)",
     "ga_downsample": "let the GA module work on a 2x downsampled map (the authors' code)",

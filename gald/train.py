@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gald.config import DETECTION_DATASETS, DetectionConfig, add_config_arguments, config_from_args
+from gald.config import DETECTION_DATASETS, HOST_ARCHS, DetectionConfig, add_config_arguments, config_from_args
 from gald.data.build import DATASET_NAMES
 from gald.models import MODELS
 from gald.models.context import GA_MODULES
@@ -62,7 +62,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default="segmentation", choices=["segmentation", "detection"],
                         help="detection: Faster / Mask R-CNN + FPN with GALD, with its own config and flags "
                              "(python -m gald.train --task detection --help)")
-    add_config_arguments(parser, choices={"arch": MODELS, "ga": GA_MODULES, "block": ARRANGEMENTS,
+    add_config_arguments(parser, choices={"arch": (*MODELS, *HOST_ARCHS), "ga": GA_MODULES, "block": ARRANGEMENTS,
                                           "ld_downsample": LD_DOWNSAMPLING, "ld_init": LD_INITS, "dataset": DATASET_NAMES})
     add_debug_argument(parser)
     return parser

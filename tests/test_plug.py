@@ -89,6 +89,22 @@ def test_a_training_step_reaches_the_block_and_keeps_the_host_aux():
     assert host.backbone.layer1[0].conv1.weight.grad.abs().sum() > 0
 
 
+def test_an_ld_reduced_to_one_cell_is_warned_about(caplog):
+    with caplog.at_level("WARNING", logger="gald.models.plug"):
+        gald.plug(resnet18(), after="layer4")  # 7×7 at 224 px, d = 8
+    assert "d=8 reduces the 7x7 feature at 'layer4' (input 224x224) to one cell" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gald.models.plug"):
+        gald.plug(resnet18(), after="layer4", d=2)
+    assert not caplog.text
+
+
+def test_grad_cam_needs_a_segmentation_output():
+    net = gald.plug(resnet18(), after="layer3", ga="nl", d=2).eval()
+    with pytest.raises(ValueError, match=r"Grad-CAM explains a segmentation output \(N, K, H, W\); this model returns \(1, 1000\)"):
+        grad_cam(net, torch.rand(1, 3, *ODD), target=0)
+
+
 def test_a_resnet_backbone_and_a_users_module_tree():
     net = gald.plug(resnet18(), after="layer3", ga="nl", d=2).eval()
     assert net(torch.rand(1, 3, *ODD)).shape == (1, 1000)
@@ -115,6 +131,14 @@ def test_timm_models_when_installed():
     feats = net(torch.rand(1, 3, *ODD))
     assert [f.shape[1] for f in feats] == [256, 512]
     assert inspect(net, torch.rand(1, 3, *ODD))["M"].shape[1] == 512
+    # transformers: Swin's maps are channels-last at one fixed input size, a ViT's are tokens
+    with torch.device("meta"):
+        swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
+        vit = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    with pytest.raises(PlugError, match=r"'layers.3' is \(1, 7, 7, 768\) for a square input: channels-last"):
+        gald.plug(swin, after="layers.3", ga="nl", d=2)
+    with pytest.raises(PlugError, match=r"'blocks.11' is \(1, 197, 192\): a sequence"):
+        gald.plug(vit, after="blocks.11")
 
 
 def test_gald_never_imports_timm():
@@ -239,8 +263,10 @@ def test_a_plugged_model_is_refused_unless_asked():
     with pytest.raises(ValueError, match="2 GALD blocks"):
         inspect(net, torch.rand(1, 3, *ODD))
     for inside in ("gald", "gald.block.ga"):  # the blocks are not insertion points
-        with pytest.raises(PlugError, match=f"no module '{inside}'"):
+        with pytest.raises(PlugError, match=f"'{inside}' is a plugged GALD block or inside one"):
             gald.plug(net, after=inside, allow_multiple=True)
+    with pytest.raises(PlugError, match="after must be a module name"):
+        gald.plug(Tree(), after=None)
 
 
 def test_a_module_that_does_not_run_or_returns_no_tensor():

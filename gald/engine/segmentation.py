@@ -257,7 +257,10 @@ def _fit(cfg: TrainConfig, cleanup: contextlib.ExitStack) -> dict:
     for stage in stage_classifiers(model).values():  # trained after the main run, on the frozen model (Sec. 4.3.1)
         stage.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters())
-    where = f" (torchvision's, GALD plugged after {model.config['after']})" if "after" in model.config else ""
+    where = ""
+    if "after" in model.config:  # a host network (gald.models.hosts)
+        where = (" (torchvision's, nothing plugged)" if cfg.block == "none"
+                 else f" (torchvision's, GALD plugged after {model.config['after']})")
     log.info(
         "model %s%s ga=%s block=%s ld=%s d=%d mode=%s: %.3f M parameters; data %s: %d train / %d val images",
         cfg.arch, where, cfg.ga, cfg.block, cfg.ld_downsample, cfg.d, cfg.mode, n_params / 1e6, cfg.dataset,

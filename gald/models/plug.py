@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +50,8 @@ from .layers import NormLayer
 from .ld import PAPER_LD
 
 __all__ = ["GALDInsert", "plug", "inserts", "PLUG_NAME"]
+
+log = logging.getLogger(__name__)
 
 #: The name of the plugged block in the host (``model.gald``; ``gald_2``, ... for more blocks).
 PLUG_NAME = "gald"
@@ -216,6 +220,8 @@ def plug(
     check_choice("arrangement", arrangement, ARRANGEMENTS)
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         raise PlugError(f"the model is wrapped in {type(model).__name__}: plug the model itself, then wrap it")
+    if not isinstance(after, str):
+        raise PlugError(f"after must be a module name (a str, as model.named_modules() lists), got {after!r}")
     present = inserts(model)
     if present and not allow_multiple:
         where = ", ".join(f"{name} after {m.after!r}" for name, m in present.items())
@@ -224,6 +230,8 @@ def plug(
     inside = tuple(f"{name}." for name in present)
     valid = [n for n in modules if n and n not in present and not n.startswith(inside)]
     if after not in valid:
+        if after in modules:
+            raise PlugError(f"{after!r} is a plugged GALD block or inside one, not an insertion point")
         raise PlugError(_unknown(after, valid))
     target = modules[after]
     if isinstance(target, _REPLACED):
@@ -234,6 +242,9 @@ def plug(
                         "folding, NNPACK) replace, which would drop the block; plug after the module that holds it"
                         + (f", e.g. {parent!r}" if parent else ""))
     shape, out_classes = _dry_run(model, target, after, input_size, in_channels)
+    if len(shape) == 3:
+        raise PlugError(f"the output of {after!r} is {tuple(shape)}: a sequence (e.g. a transformer's tokens), not a "
+                        "feature map (N, C, H, W); GALD works on convolutional feature maps")
     if len(shape) != 4 or shape[-2:] == (1, 1):
         raise PlugError(f"the output of {after!r} is {tuple(shape)}, not a feature map (N, C, H, W) with a spatial "
                         f"extent (spatially flat, e.g. after global pooling): GALD needs one; plug it after an "
@@ -252,8 +263,13 @@ def plug(
     except GaldError:
         raise
     except (ValueError, TypeError) as err:
+        hint = "; ga_kwargs={'groups': g} with g dividing the channels, or another ga, fits" if "groups" in str(err) else ""
         raise PlugError(f"cannot plug a GALD block (GA {_name(ga)!r}, d={d}) after {after!r} ({shape[1]} channels): "
-                        f"{err}") from None
+                        f"{err}{hint}") from None
+    if math.ceil(shape[2] / d) == 1 and math.ceil(shape[3] / d) == 1 and insert.block.ld is not None:
+        log.warning("LD's d=%d reduces the %dx%d feature at %r (input %s) to one cell: M is then constant over space "
+                    "at this input size; use a smaller d or larger inputs", d, shape[2], shape[3], after,
+                    "x".join(map(str, input_size)))
     reference = next(target.parameters(), None)
     reference = next(model.parameters(), None) if reference is None else reference
     if reference is not None:
@@ -307,11 +323,15 @@ def _dry_run(
         try:  # a second size tells the channel axis from a spatial one
             _, again = _run(model, target, [s + 32 for s in size], in_channels)
         except PlugError:
-            again = []  # a model that takes one input size only (e.g. a ViT): nothing to compare
+            again = []  # a model that takes one input size only (e.g. Swin): judge by the square input below
         if again and isinstance(again[0], torch.Tensor) and again[0].ndim == 4 and again[0].shape[1] != output.shape[1]:
             raise PlugError(f"dim 1 of the output of {after!r} follows the input size ({output.shape[1]} at "
                             f"{tuple(size)}, {again[0].shape[1]} at {tuple(s + 32 for s in size)}): not channels; "
                             "GALD needs (N, C, H, W), e.g. a channels-last (N, H, W, C) map permuted")
+        n, a, b, c = output.shape
+        if not again and size[0] == size[1] and a == b != c:  # a square input gives H == W: here dims 1 and 2
+            raise PlugError(f"the output of {after!r} is {tuple(output.shape)} for a square input: channels-last "
+                            "(N, H, W, C), not (N, C, H, W); GALD needs the channels in dim 1 (permute them there)")
     classes = None
     y = out.get("out") if isinstance(out, Mapping) else out
     if isinstance(y, torch.Tensor) and y.ndim >= 2:

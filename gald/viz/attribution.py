@@ -58,6 +58,9 @@ class ClassScore(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         out = out["out"] if isinstance(out, Mapping) else out  # a plugged network may return a tensor
+        if not isinstance(out, torch.Tensor) or out.ndim != 4:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"Grad-CAM explains a segmentation output (N, K, H, W); this model returns {shape}")
         if self.region == "all":
             return out.sum(dim=(2, 3))
         selected = F.one_hot(out.argmax(dim=1), out.shape[1]).permute(0, 3, 1, 2).to(out.dtype)  # (N, K, H, W)
