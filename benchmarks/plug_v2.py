@@ -157,4 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (ablation.MixedGridError, ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # a refused grid or plan: one line, as ablation_v2.py
+        sys.exit(2)
