@@ -205,8 +205,9 @@ def grid_arguments(argv: list[str] | None, *, doc: str, results: str, prereg: st
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def grid_main(argv: list[str] | None, *, parse, run, analyse) -> int:
+    """A pre-registered grid's ``main``: parse, log to stdout, then ``run`` or ``analyse``."""
+    args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     if args.command == "run":
         return run(args)
@@ -214,9 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def exit_with(main) -> None:
+    """Run a grid script's ``main`` on the command line: a refused grid or plan is one line, exit code 2."""
     try:
         sys.exit(main(sys.argv[1:]))
     except (ablation.MixedGridError, ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return grid_main(argv, parse=parse_args, run=run, analyse=analyse)
+
+
+if __name__ == "__main__":
+    exit_with(main)

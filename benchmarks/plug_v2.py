@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import platform
 import re
 import statistics
-import sys
 import tempfile
 
 import torch
 
-from ablation_v2 import SMOKE, check_code_location, grid_arguments, shard_cells
+from ablation_v2 import SMOKE, check_code_location, exit_with, grid_arguments, grid_main, shard_cells
 from gald.experiments import ablation, stats
 from gald.metrics.ld_effect import ld_verdict
 
@@ -148,17 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
-    if args.command == "run":
-        return run(args)
-    analyse(args)
-    return 0
+    return grid_main(argv, parse=parse_args, run=run, analyse=analyse)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (ablation.MixedGridError, ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)  # a refused grid or plan: one line, as ablation_v2.py
-        sys.exit(2)
+    exit_with(main)

@@ -68,7 +68,9 @@ def test_training_writes_a_checkpoint_that_records_the_host_and_insertion_point(
 
 def test_the_checkpoint_loads_in_evaluate_predict_and_the_app(trained, tmp_path):
     result = evaluate.main(["--checkpoint", str(trained / "model.pt"), "--num-val", "2"])
-    assert "mIoU" in json.dumps(result)
+    recorded = json.loads((trained / "metrics.json").read_text())
+    assert result["out"]["mIoU"] == pytest.approx(recorded["final"]["mIoU"])  # the same model, the same scenes
+    assert {"logits_fcn", "logits_ga"} <= set(result)  # the plugged model's stage classifiers are scored
     image = (np.random.default_rng(0).random((45, 67, 3)) * 255).astype(np.uint8)
     from PIL import Image
 

@@ -12,8 +12,9 @@ What it does:
 
 * a dry run on zeros at ``input_size`` (in eval mode, without gradients; free on the meta device)
   reads the channels ``C`` of the feature ``F`` that the module named ``after`` returns, checks that
-  it runs once and returns a feature map (N, C, H, W), and reads the host's classes; a second run
-  at a larger size tells the channel axis from a spatial one;
+  it runs once and returns a feature map (N, C, H, W), and reads the host's classes; where
+  the square input's H = W does not already show the layout, a second run at a larger size tells
+  the channel axis from a spatial one;
 * a :class:`GALDInsert` holding a :class:`~gald.models.GALDBlock` of ``C`` channels is added to the
   model as the child ``gald`` — the host's state-dict keys stay as they were, the block's are added
   under ``gald.``;
@@ -133,14 +134,6 @@ class GALDInsert(nn.Module):
 def inserts(model: nn.Module) -> dict[str, GALDInsert]:
     """The GALD blocks plugged into ``model``, by their name in it (``{"gald": ...}``; empty if none)."""
     return {name: m for name, m in model.named_children() if isinstance(m, GALDInsert)}
-
-
-class _Reached(Exception):
-    """Stops the spatial-hint run (:func:`_spatial_hint`) once the insertion point has run."""
-
-
-def _stop(*args: Any) -> None:
-    raise _Reached
 
 
 #: Leaves that the library's conversions replace by new modules (which would lose the hook).
@@ -296,7 +289,6 @@ def _unknown(after: str, names: list[str]) -> str:
     return f"the model has no module {after!r}; the nearest valid names: {near}"
 
 
-@torch.no_grad()
 def _dry_run(
     model: nn.Module, target: nn.Module, after: str, size: Sequence[int], in_channels: int
 ) -> tuple[tuple[int, ...], int | None]:
@@ -308,44 +300,54 @@ def _dry_run(
             one block cannot follow each call), its output is not a tensor, or dim 1 of its output
             follows the input size (a channels-last map, not (N, C, H, W)).
     """
-    out, outputs = _run(model, target, size, in_channels)
-    if not outputs:
+    out, calls = _run(model, {after: target}, size, in_channels)
+    if not calls:
         raise PlugError(f"{after!r} did not run in the model's forward pass; plug after a module that runs")
-    if len(outputs) > 1:
-        raise PlugError(f"{after!r} runs {len(outputs)} times in one forward pass (a module used more than once, "
+    if len(calls) > 1:
+        raise PlugError(f"{after!r} runs {len(calls)} times in one forward pass (a module used more than once, "
                         "e.g. a shared ReLU): a block after it would run after every call; plug after a module "
                         "that runs once, e.g. the block or stage that holds it")
-    output = outputs[0]
-    if not isinstance(output, torch.Tensor):
-        raise PlugError(f"the output of {after!r} is a {type(output).__name__}, not a feature map tensor "
-                        "(N, C, H, W); plug after a module that returns one")
-    if output.ndim == 4:
+    shape = calls[0][1]
+    if isinstance(shape, str):
+        raise PlugError(f"the output of {after!r} is a {shape}, not a feature map tensor (N, C, H, W); plug after a "
+                        "module that returns one")
+    square = size[0] == size[1]
+    if len(shape) == 4 and not (square and shape[2] == shape[3] != shape[1]):  # else plainly (N, C, H, W)
+        larger = [s + 32 for s in size]
         try:  # a second size tells the channel axis from a spatial one
-            _, again = _run(model, target, [s + 32 for s in size], in_channels)
+            again = [s for _, s in _run(model, {after: target}, larger, in_channels)[1]]
         except PlugError:
             again = []  # a model that takes one input size only (e.g. Swin): judge by the square input below
-        if again and isinstance(again[0], torch.Tensor) and again[0].ndim == 4 and again[0].shape[1] != output.shape[1]:
-            raise PlugError(f"dim 1 of the output of {after!r} follows the input size ({output.shape[1]} at "
-                            f"{tuple(size)}, {again[0].shape[1]} at {tuple(s + 32 for s in size)}): not channels; "
-                            "GALD needs (N, C, H, W), e.g. a channels-last (N, H, W, C) map permuted")
-        n, a, b, c = output.shape
-        if not again and size[0] == size[1] and a == b != c:  # a square input gives H == W: here dims 1 and 2
-            raise PlugError(f"the output of {after!r} is {tuple(output.shape)} for a square input: channels-last "
-                            "(N, H, W, C), not (N, C, H, W); GALD needs the channels in dim 1 (permute them there)")
+        if again and not isinstance(again[0], str) and len(again[0]) == 4 and again[0][1] != shape[1]:
+            raise PlugError(f"dim 1 of the output of {after!r} follows the input size ({shape[1]} at {tuple(size)}, "
+                            f"{again[0][1]} at {tuple(larger)}): not channels; GALD needs (N, C, H, W), e.g. a "
+                            "channels-last (N, H, W, C) map permuted")
+        if not again and square and shape[1] == shape[2] != shape[3]:  # a square input gives H == W: dims 1 and 2
+            raise PlugError(f"the output of {after!r} is {shape} for a square input: channels-last (N, H, W, C), not "
+                            "(N, C, H, W); GALD needs the channels in dim 1 (permute them there)")
     classes = None
     y = out.get("out") if isinstance(out, Mapping) else out
     if isinstance(y, torch.Tensor) and y.ndim >= 2:
         classes = int(y.shape[1])
-    return tuple(output.shape), classes
+    return shape, classes
 
 
-def _run(model: nn.Module, target: nn.Module, size: Sequence[int], in_channels: int) -> tuple[Any, list]:
-    """The model's output on a zeros batch of ``size``, in eval mode, and every output of ``target``."""
-    outputs: list = []
+def _run(model: nn.Module, modules: Mapping[str, nn.Module], size: Sequence[int],
+         in_channels: int) -> tuple[Any, list[tuple[str, tuple[int, ...] | str]]]:
+    """The model's output on a zeros batch of ``size`` (eval mode, no gradients) and, in the order
+    the calls end, ``(name, output shape)`` of every call of ``modules`` (a type name for a non-tensor)."""
+    calls: list[tuple[str, tuple[int, ...] | str]] = []
+
+    def record(name: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:  # returns None: the output stays
+            calls.append((name, tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__))
+
+        return hook
+
     reference = next(model.parameters(), None)
     x = torch.zeros(1, in_channels, *size, device=reference.device if reference is not None else "cpu",
                     dtype=reference.dtype if reference is not None else torch.float32)
-    handle = target.register_forward_hook(lambda module, args, output: outputs.append(output))  # returns None
+    handles = [module.register_forward_hook(record(name)) for name, module in modules.items()]
     try:
         with _eval_mode(model), torch.no_grad():
             out = model(x)
@@ -354,35 +356,21 @@ def _run(model: nn.Module, target: nn.Module, size: Sequence[int], in_channels: 
                         f"{str(err).splitlines()[0] if str(err) else ''}); pass input_size= or in_channels= "
                         "that the model takes") from None
     finally:
-        handle.remove()
-    return out, outputs
+        for handle in handles:
+            handle.remove()
+    return out, calls
 
 
 def _spatial_hint(model: nn.Module, after: str, size: Sequence[int], in_channels: int) -> str:
-    """``", e.g. 'layer4' (2048 × 7 × 7)"``: the last module before ``after`` with a spatial output."""
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def record(name: str):
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:  # returns None: the output stays
-            if isinstance(output, torch.Tensor):
-                shapes.setdefault(name, tuple(output.shape))
-
-        return hook
-
-    handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules()
-               if name and name != after and not name.startswith(after + ".") and not isinstance(module, GALDInsert)]
-    handles.append(dict(model.named_modules())[after].register_forward_hook(_stop))
-    reference = next(model.parameters(), None)
+    """``", e.g. 'layer4' (2048 × 7 × 7)"``: the last module to finish before ``after`` with a spatial output."""
+    watched = {name: module for name, module in model.named_modules()
+               if name and not name.startswith(after + ".") and not isinstance(module, GALDInsert)}
     try:
-        with _eval_mode(model), torch.no_grad():
-            model(torch.zeros(1, in_channels, *size, device=reference.device if reference is not None else "cpu",
-                              dtype=reference.dtype if reference is not None else torch.float32))
-    except Exception:  # _Reached, or a failure the first dry run has already been through
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    spatial = [(n, s) for n, s in shapes.items() if len(s) == 4 and s[-2:] != (1, 1)]
+        calls = _run(model, watched, size, in_channels)[1]
+    except PlugError:  # the first dry run has been through this input already
+        return ""
+    before = calls[:next((i for i, (name, _) in enumerate(calls) if name == after), len(calls))]
+    spatial = [(n, s) for n, s in before if not isinstance(s, str) and len(s) == 4 and s[-2:] != (1, 1)]
     if not spatial:
         return ""
     name, s = spatial[-1]
